@@ -1,0 +1,44 @@
+//! The crate's public error type.
+
+use std::io;
+
+use crate::proto::{CloseError, ProtocolError};
+
+/// Everything that can go wrong at the API: I/O, protocol violations by the peer, and misuse
+/// of a connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The socket failed (reset, broken pipe, ...). The connection is gone.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// The peer broke RFC 6455; the connection was closed with
+    /// [`ProtocolError::close_code`].
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The connection is closing or closed: nothing more can be sent. A message refused with
+    /// this error was never accepted, so it is not counted as unsent.
+    #[error("connection closed")]
+    Closed,
+    /// `close()` was given a code that may not be sent or a reason over 123 bytes; nothing was
+    /// written.
+    #[error("invalid close: {0}")]
+    InvalidClose(#[from] CloseError),
+    /// A ping or pong payload over the 125 bytes RFC 6455 allows for control frames.
+    #[error("control frame payload of {0} bytes exceeds 125")]
+    ControlTooLong(usize),
+    /// The server refused the client's opening handshake, or answered it wrongly.
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// The connection's outbound queue is over its backpressure limit.
+    #[error("outbound queue full ({queued} bytes queued, limit {limit})")]
+    Backpressure {
+        /// Bytes waiting to be written.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

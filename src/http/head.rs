@@ -1,0 +1,227 @@
+//! Incremental parsing of an HTTP/1.1 request head with hard limits.
+
+use http::{header::HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+
+/// Limits applied while the request head is read; defaults follow DESIGN.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Most bytes the request line and headers may take, terminator included. Default 8 KiB.
+    pub max_bytes: usize,
+    /// Most header fields. Default 64.
+    pub max_headers: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        Self { max_bytes: 8 * 1024, max_headers: 64 }
+    }
+}
+
+/// Why a request head was refused; each variant knows its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeadError {
+    /// The head grew past [`HeadLimits::max_bytes`] (431).
+    #[error("request head larger than {0} bytes")]
+    TooLarge(usize),
+    /// More header fields than [`HeadLimits::max_headers`] (431).
+    #[error("more than {0} header fields")]
+    TooManyHeaders(usize),
+    /// Syntax httparse rejects, a bare LF line ending, or a name/value `http` rejects (400).
+    #[error("malformed request head: {0}")]
+    Malformed(&'static str),
+    /// Both `Content-Length` and `Transfer-Encoding`, or a repeated `Content-Length`: the
+    /// shapes request smuggling is built from (400).
+    #[error("ambiguous message framing")]
+    AmbiguousFraming,
+}
+
+impl HeadError {
+    /// The status the server answers with before closing the connection.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HeadError::TooLarge(_) | HeadError::TooManyHeaders(_) => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            HeadError::Malformed(_) | HeadError::AmbiguousFraming => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Finds the end of a request head across reads without rescanning what it has seen, so a
+/// client trickling one byte per read costs linear time (tungstenite's CVE-2023-43669 was a
+/// re-parse of the whole buffer on every read).
+#[derive(Debug, Default, Clone)]
+pub struct HeadParser {
+    scanned: usize,
+}
+
+impl HeadParser {
+    /// A parser at the start of a connection.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses `buf` if it holds a whole head. Returns the request and the number of bytes it
+    /// took; `Ok(None)` means more bytes are needed. Bytes after the head are left for the
+    /// caller (they are the first WebSocket frames, or a body).
+    ///
+    /// # Errors
+    ///
+    /// A [`HeadError`] whose [`status`](HeadError::status) is the answer to send.
+    pub fn parse(
+        &mut self,
+        buf: &[u8],
+        limits: &HeadLimits,
+    ) -> Result<Option<(Request<()>, usize)>, HeadError> {
+        let Some(end) = self.find_end(buf) else {
+            if buf.len() > limits.max_bytes {
+                return Err(HeadError::TooLarge(limits.max_bytes));
+            }
+            return Ok(None);
+        };
+        if end > limits.max_bytes {
+            return Err(HeadError::TooLarge(limits.max_bytes));
+        }
+        let head = &buf[..end];
+        if has_bare_lf(head) {
+            return Err(HeadError::Malformed("bare LF line ending"));
+        }
+        let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        let mut parsed = httparse::Request::new(&mut storage);
+        match parsed.parse(head) {
+            Ok(httparse::Status::Complete(n)) if n == end => {}
+            Ok(_) => return Err(HeadError::Malformed("incomplete request head")),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(HeadError::TooManyHeaders(limits.max_headers))
+            }
+            Err(_) => return Err(HeadError::Malformed("request line or header syntax")),
+        }
+        Ok(Some((to_request(&parsed)?, end)))
+    }
+
+    /// Index one past the blank line that ends the head, scanning only new bytes.
+    fn find_end(&mut self, buf: &[u8]) -> Option<usize> {
+        // Step back 3 bytes so a "\r\n\r\n" split across reads is still seen.
+        let start = self.scanned.saturating_sub(3);
+        let found = buf[start..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| start + i + 4)
+            .or_else(|| {
+                // A head ending in bare LFs is found too, so it is refused at once instead of
+                // waiting for the deadline.
+                buf[start..].windows(2).position(|w| w == b"\n\n").map(|i| start + i + 2)
+            });
+        self.scanned = buf.len();
+        found
+    }
+}
+
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
+fn to_request(parsed: &httparse::Request<'_, '_>) -> Result<Request<()>, HeadError> {
+    let method = Method::from_bytes(parsed.method.unwrap_or("").as_bytes())
+        .map_err(|_| HeadError::Malformed("method"))?;
+    let uri: Uri = parsed.path.unwrap_or("").parse().map_err(|_| HeadError::Malformed("request target"))?;
+    let version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut request = Request::builder().method(method).uri(uri).version(version);
+    let mut content_length = 0;
+    let mut transfer_encoding = false;
+    for header in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(header.name.as_bytes())
+            .map_err(|_| HeadError::Malformed("header name"))?;
+        let value =
+            HeaderValue::from_bytes(header.value).map_err(|_| HeadError::Malformed("header value"))?;
+        if name == http::header::CONTENT_LENGTH {
+            content_length += 1;
+        } else if name == http::header::TRANSFER_ENCODING {
+            transfer_encoding = true;
+        }
+        request = request.header(name, value);
+    }
+    if content_length > 1 || (content_length == 1 && transfer_encoding) {
+        return Err(HeadError::AmbiguousFraming);
+    }
+    request.body(()).map_err(|_| HeadError::Malformed("request"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(bytes: &[u8]) -> Result<Option<(Request<()>, usize)>, HeadError> {
+        HeadParser::new().parse(bytes, &HeadLimits::default())
+    }
+
+    #[test]
+    fn parses_a_whole_head_and_leaves_the_rest() {
+        let bytes = b"GET /chat?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n\x81\x80";
+        let (req, used) = parse_all(bytes).unwrap().unwrap();
+        assert_eq!(used, bytes.len() - 2);
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.uri().path(), "/chat");
+        assert_eq!(req.uri().query(), Some("x=1"));
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.headers()["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn byte_by_byte_gives_the_same_request() {
+        let bytes = b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n";
+        let mut parser = HeadParser::new();
+        for n in 1..bytes.len() {
+            assert_eq!(parser.parse(&bytes[..n], &HeadLimits::default()), Ok(None), "at {n}");
+        }
+        let (req, used) = parser.parse(bytes, &HeadLimits::default()).unwrap().unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(req.headers()["x"], "y");
+    }
+
+    #[test]
+    fn oversized_head_is_431() {
+        let mut bytes = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        bytes.resize(9000, b'a');
+        let err = parse_all(&bytes).unwrap_err();
+        assert_eq!(err, HeadError::TooLarge(8192));
+        assert_eq!(err.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let mut bytes = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..65 {
+            bytes.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        bytes.extend_from_slice(b"\r\n");
+        let err = parse_all(&bytes).unwrap_err();
+        assert_eq!(err, HeadError::TooManyHeaders(64));
+        assert_eq!(err.status().as_u16(), 431);
+    }
+
+    #[test]
+    fn malformed_heads_are_400() {
+        for bytes in [
+            &b"GET / HTTP/1.1\nHost: a\n\n"[..],
+            b"GET / HTTP/1.1\r\nHost a\r\n\r\n",
+            b"GET / HTTP/9.9\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+        ] {
+            let err = parse_all(bytes).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{:?}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    #[test]
+    fn http_1_0_is_parsed_as_such() {
+        let (req, _) = parse_all(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert_eq!(req.version(), Version::HTTP_10);
+    }
+}

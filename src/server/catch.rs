@@ -1,0 +1,56 @@
+//! `catch_unwind` for futures: monoio does not catch panics, and a panic escaping a task
+//! would take the whole core (every connection on it) down.
+
+use std::{
+    any::Any,
+    future::Future,
+    panic::{catch_unwind, AssertUnwindSafe},
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+/// Polls the inner future under `catch_unwind`; a panic resolves to `Err` with its payload.
+pub(crate) struct CatchUnwind<T> {
+    inner: Option<Pin<Box<dyn Future<Output = T>>>>,
+}
+
+impl<T> CatchUnwind<T> {
+    pub(crate) fn new(future: impl Future<Output = T> + 'static) -> Self {
+        Self { inner: Some(Box::pin(future)) }
+    }
+}
+
+impl<T> Future for CatchUnwind<T> {
+    type Output = Result<T, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Pending;
+        };
+        match catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(value)) => {
+                self.inner = None;
+                Poll::Ready(Ok(value))
+            }
+            Err(payload) => {
+                // A panicked future must not be polled again; its drop may panic too, and
+                // that second panic must not escape either.
+                let inner = self.inner.take();
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(inner)));
+                Poll::Ready(Err(payload))
+            }
+        }
+    }
+}
+
+/// The panic message, for logs.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "non-string panic payload"
+    }
+}

@@ -1,0 +1,309 @@
+//! One connection on its core: the HTTP phase (read the head, route, validate, answer 101 or
+//! an error), then the WebSocket phase with three tasks sharing [`Shared`]: this task reads
+//! and decodes, a writer task owns the socket's write side, and the handler runs on its own.
+
+use std::{
+    future::poll_fn,
+    net::SocketAddr,
+    os::fd::{AsRawFd, RawFd},
+    rc::Rc,
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::BytesMut;
+use http::StatusCode;
+use monoio::{
+    buf::IoBufMut,
+    io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable},
+    net::TcpStream,
+    time::timeout,
+};
+
+use super::{
+    catch::{panic_message, CatchUnwind},
+    worker::CoreState,
+    ServerConfig,
+};
+use crate::{
+    app::{App, Request, WsRoute},
+    http::{write_response, write_switching_protocols, HeadError, HeadParser},
+    proto::{self, Decoder, DecoderConfig, Message as Frame},
+    ws::{
+        shared::{Shared, SharedRef, WriteJob},
+        WebSocket,
+    },
+};
+
+/// Smallest free space offered to a read; big frames get bigger reads.
+const READ_CHUNK: usize = 8 * 1024;
+const MAX_READ_CHUNK: usize = 256 * 1024;
+/// How long a refused request's connection is drained before it is closed, so the client reads
+/// the answer instead of a reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: App,
+    core: Rc<CoreState>,
+    config: Arc<ServerConfig>,
+) {
+    let fd = stream.as_raw_fd();
+    let guard = core.enter(fd);
+    let mut stream = stream;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+
+    let head = match timeout(config.handshake_timeout, read_head(&mut stream, &mut buf, &config)).await {
+        Err(_) => return refuse(stream, StatusCode::REQUEST_TIMEOUT, &[]).await,
+        Ok(HeadRead::Closed) => return,
+        Ok(HeadRead::Invalid(e)) => return refuse(stream, e.status(), &[]).await,
+        Ok(HeadRead::Complete(head)) => head,
+    };
+
+    let Some(route) = app.ws_route(head.uri().path()).cloned() else {
+        return refuse(stream, StatusCode::NOT_FOUND, &[]).await;
+    };
+    if !proto::is_upgrade_request(&head) {
+        // A plain request to a WebSocket-only route: 404 with an empty body, as
+        // @fastify/websocket answers.
+        return refuse(stream, StatusCode::NOT_FOUND, &[]).await;
+    }
+    if core.shutting_down.get() {
+        return refuse(stream, StatusCode::SERVICE_UNAVAILABLE, &[]).await;
+    }
+    let handshake = match proto::validate_request(&head) {
+        Ok(h) => h,
+        Err(e) => return refuse(stream, e.status(), e.response_headers()).await,
+    };
+
+    let mut out = Vec::with_capacity(160);
+    write_switching_protocols(&mut out, &handshake.accept, None, None);
+    let (res, _) = stream.write_all(out).await;
+    if res.is_err() {
+        return;
+    }
+
+    let options = app.ws_options().clone();
+    let decoder = Decoder::new(DecoderConfig {
+        max_message_size: options.max_payload,
+        max_fragments: options.max_fragments,
+        ..DecoderConfig::server()
+    });
+    let close_timeout = options.close_timeout;
+    let shared = Shared::new(options);
+    core.register_open(guard.id, Rc::clone(&shared));
+
+    let (reader, writer) = stream.into_split();
+    let writer = monoio::spawn(CatchUnwind::new(write_loop(writer, fd, Rc::clone(&shared), close_timeout)));
+    spawn_handler(route, WebSocket::new(Rc::clone(&shared), guard.id, Some(peer), None), Request::new(head, Some(peer)), Rc::clone(&shared));
+
+    read_loop(reader, buf, decoder, &shared).await;
+    shared.borrow_mut().set_reader_done();
+    if let Err(payload) = writer.await {
+        tracing::error!("writer panicked: {}", panic_message(&*payload));
+    }
+    let report = {
+        let mut shared = shared.borrow_mut();
+        shared.mark_clean();
+        shared.set_closed();
+        shared.report()
+    };
+    tracing::debug!(id = guard.id, ?report, "connection closed");
+    drop(guard);
+}
+
+enum HeadRead {
+    Complete(http::Request<()>),
+    Invalid(HeadError),
+    Closed,
+}
+
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, config: &ServerConfig) -> HeadRead {
+    let mut parser = HeadParser::new();
+    loop {
+        match parser.parse(buf, &config.head_limits) {
+            Ok(Some((head, used))) => {
+                // Whatever follows the head is already WebSocket data: keep it.
+                let _ = buf.split_to(used);
+                return HeadRead::Complete(head);
+            }
+            Ok(None) => {}
+            Err(e) => return HeadRead::Invalid(e),
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(READ_CHUNK);
+        }
+        let owned = std::mem::take(buf);
+        let len = owned.len();
+        let (res, slice) = stream.read(owned.slice_mut(len..)).await;
+        *buf = slice.into_inner();
+        match res {
+            Ok(0) | Err(_) => return HeadRead::Closed,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Answers with an HTTP error and closes without losing the answer to a reset.
+async fn refuse(mut stream: TcpStream, status: StatusCode, headers: &[(&str, &str)]) {
+    let mut out = Vec::with_capacity(128);
+    write_response(&mut out, status, headers, b"");
+    let (res, _) = stream.write_all(out).await;
+    if res.is_ok() {
+        let fd = stream.as_raw_fd();
+        linger(&mut stream, fd).await;
+    }
+}
+
+/// Half-closes, then reads and discards until the peer closes or [`LINGER`] passes: closing a
+/// socket with unread input makes the kernel send RST, which can destroy the answer we just
+/// wrote before the client reads it.
+async fn linger<R: AsyncReadRent>(reader: &mut R, fd: RawFd) {
+    // SAFETY: fd is the live socket owned by the caller.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+    let _ = timeout(LINGER, async {
+        let mut scratch = vec![0u8; 4096];
+        loop {
+            let (res, b) = reader.read(scratch).await;
+            scratch = b;
+            match res {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+fn spawn_handler(route: WsRoute, ws: WebSocket, req: Request, shared: SharedRef) {
+    let future = (route.handler)(ws, req);
+    monoio::spawn(async move {
+        match CatchUnwind::new(future).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!("websocket handler failed: {e}");
+                shared.borrow_mut().fail(1011);
+            }
+            Err(payload) => {
+                tracing::error!("websocket handler panicked: {}", panic_message(&*payload));
+                shared.borrow_mut().fail(1011);
+            }
+        }
+    });
+}
+
+/// Reads and decodes until the peer's close frame, EOF, a protocol error, or termination.
+async fn read_loop(mut reader: OwnedReadHalf<TcpStream>, mut buf: BytesMut, mut decoder: Decoder, shared: &SharedRef) {
+    loop {
+        loop {
+            if shared.borrow().inbound_full() {
+                poll_fn(|cx| shared.borrow_mut().poll_room(cx.waker())).await;
+            }
+            if shared.borrow().terminated {
+                return;
+            }
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => match frame {
+                    Frame::Ping(payload) => shared.borrow_mut().on_ping(payload),
+                    Frame::Pong(_) => {}
+                    Frame::Close(close) => {
+                        shared.borrow_mut().on_close_frame(close);
+                        return;
+                    }
+                    data => shared.borrow_mut().push_inbound(data.into()),
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!("protocol error: {e}");
+                    shared.borrow_mut().on_protocol_error(e);
+                    drain_input(&mut reader, buf).await;
+                    return;
+                }
+            }
+        }
+        let spare = buf.capacity() - buf.len();
+        if spare < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK.max(buf.len().min(MAX_READ_CHUNK)));
+        }
+        let len = buf.len();
+        let (res, slice) = reader.read(buf.slice_mut(len..)).await;
+        buf = slice.into_inner();
+        match res {
+            Ok(0) | Err(_) => {
+                shared.borrow_mut().on_read_end();
+                return;
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// After failing the connection: discard input until the peer closes (the writer cuts the
+/// socket after the close timeout), so our close frame is not lost to a reset.
+async fn drain_input(reader: &mut OwnedReadHalf<TcpStream>, mut buf: BytesMut) {
+    loop {
+        buf.clear();
+        if buf.capacity() < READ_CHUNK {
+            buf.reserve(READ_CHUNK);
+        }
+        let (res, b) = reader.read(buf).await;
+        buf = b;
+        match res {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Owns the write side: writes pongs, queued messages in order, then the close frame; after
+/// that, waits for the reader to see the peer's close and cuts the socket at the close
+/// timeout.
+async fn write_loop(mut writer: OwnedWriteHalf<TcpStream>, fd: RawFd, shared: SharedRef, close_timeout: Duration) {
+    let mut spare = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        let job = poll_fn(|cx| shared.borrow_mut().poll_write_job(cx.waker(), &mut spare)).await;
+        match job {
+            WriteJob::Stop => break,
+            WriteJob::Control | WriteJob::Data => {
+                let (res, b) = writer.write_all(spare).await;
+                spare = b;
+                match res {
+                    Ok(n) => {
+                        if job == WriteJob::Data {
+                            shared.borrow_mut().on_data_written(n);
+                        }
+                    }
+                    Err(_) => {
+                        shared.borrow_mut().on_write_error();
+                        break;
+                    }
+                }
+                if spare.capacity() > MAX_READ_CHUNK * 4 {
+                    // Do not keep a huge buffer around after one big message.
+                    spare = BytesMut::with_capacity(READ_CHUNK);
+                }
+            }
+            WriteJob::Close { shutdown } => {
+                let (res, _) = writer.write_all(spare).await;
+                if res.is_err() {
+                    shared.borrow_mut().on_write_error();
+                    break;
+                }
+                if shutdown {
+                    // SAFETY: fd is this connection's live socket (the write half keeps it open).
+                    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+                }
+                break;
+            }
+        }
+    }
+    // Whatever the reason we stopped writing, the reader must not wait forever: give the peer
+    // the close timeout to finish, then cut the socket, which ends any pending read.
+    let terminated = shared.borrow().terminated;
+    if !terminated {
+        let _ = timeout(close_timeout, poll_fn(|cx| shared.borrow_mut().poll_reader_done(cx.waker()))).await;
+    }
+    // SAFETY: as above; shutting down an fd whose peer already left is harmless.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}

@@ -1,0 +1,320 @@
+//! The only module that knows monoio, threads, CPU pinning and socket2.
+//!
+//! [`Server::listen`] binds one `SO_REUSEPORT` listener per worker, starts one pinned thread
+//! per worker, each running its own monoio runtime (io_uring, or epoll when
+//! `MONOIO_FORCE_LEGACY_DRIVER=1` or io_uring is missing), and returns a [`ServerHandle`].
+//! A connection lives its whole life on the core that accepted it.
+
+mod catch;
+mod conn;
+mod signal;
+mod worker;
+
+use std::{
+    io,
+    net::{SocketAddr, ToSocketAddrs},
+    sync::{Arc, Condvar, Mutex},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::{app::App, http::HeadLimits};
+
+/// Settings of the server itself (the app's own options live in [`crate::WsOptions`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ServerConfig {
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) head_limits: HeadLimits,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) backlog: i32,
+    pub(crate) pin_threads: bool,
+}
+
+/// Builds and starts a server for an [`App`].
+///
+/// ```no_run
+/// use ringsocket::{App, Server};
+///
+/// let app = App::builder()
+///     .ws("/", |mut ws, _req| async move {
+///         while let Some(Ok(m)) = ws.recv().await {
+///             let _ = ws.send(m).await;
+///         }
+///     })
+///     .build()
+///     .unwrap();
+/// let server = Server::new(app).workers(2).listen("127.0.0.1:0").unwrap();
+/// println!("listening on {}", server.local_addr());
+/// server.run(); // until SIGINT/SIGTERM
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    app: App,
+    workers: Option<usize>,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// A server for `app` with the defaults below.
+    pub fn new(app: App) -> Self {
+        Self {
+            app,
+            workers: None,
+            config: ServerConfig {
+                handshake_timeout: Duration::from_secs(10),
+                head_limits: HeadLimits::default(),
+                drain_timeout: Duration::from_secs(10),
+                backlog: 1024,
+                pin_threads: true,
+            },
+        }
+    }
+
+    /// Number of worker threads, each with its own runtime and listener. Default: the number
+    /// of CPUs this process may run on (`sched_getaffinity`, so cpusets and `taskset` are
+    /// respected).
+    #[must_use]
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers.max(1));
+        self
+    }
+
+    /// Whether each worker is pinned to one CPU. Default true.
+    #[must_use]
+    pub fn pin_threads(mut self, pin: bool) -> Self {
+        self.config.pin_threads = pin;
+        self
+    }
+
+    /// Time a client has to send a complete request head; then it gets 408. Default 10 s.
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Largest request head in bytes; larger gets 431. Default 8 KiB.
+    #[must_use]
+    pub fn max_head_bytes(mut self, bytes: usize) -> Self {
+        self.config.head_limits.max_bytes = bytes;
+        self
+    }
+
+    /// Most header fields in a request; more gets 431. Default 64.
+    #[must_use]
+    pub fn max_headers(mut self, headers: usize) -> Self {
+        self.config.head_limits.max_headers = headers.max(1);
+        self
+    }
+
+    /// On shutdown, how long connections get to finish their close handshake (1001) before
+    /// they are cut. Default 10 s.
+    #[must_use]
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// Listen backlog of each worker's socket. Default 1024.
+    #[must_use]
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.config.backlog = backlog.max(1);
+        self
+    }
+
+    /// Binds every worker's listener to `addr` (port 0 picks one free port shared by all),
+    /// starts the workers and returns once all of them are accepting.
+    ///
+    /// # Errors
+    ///
+    /// Address resolution, socket, bind or listen errors, and runtime start-up failures.
+    pub fn listen(self, addr: impl ToSocketAddrs) -> io::Result<ServerHandle> {
+        let addr = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on"))?;
+        let cpus = allowed_cpus();
+        let workers = self.workers.unwrap_or(cpus.len()).max(1);
+
+        let mut listeners = Vec::with_capacity(workers);
+        let mut bound = addr;
+        for _ in 0..workers {
+            let listener = bind_listener(bound, self.config.backlog)?;
+            // Port 0: the first bind picks the port, the others share it.
+            bound = listener.local_addr()?.as_socket().unwrap_or(bound);
+            listeners.push(listener);
+        }
+
+        let shutdown = Arc::new(Shutdown::default());
+        let config = Arc::new(self.config);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut threads = Vec::with_capacity(workers);
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let cpu = config.pin_threads.then(|| cpus[index % cpus.len()]);
+            let ctx = worker::WorkerContext {
+                index,
+                cpu,
+                listener: listener.into(),
+                app: self.app.clone(),
+                config: Arc::clone(&config),
+                shutdown: shutdown.receiver(),
+                ready: ready_tx.clone(),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ringsocket-{index}"))
+                    .spawn(move || worker::run(ctx))?,
+            );
+        }
+        drop(ready_tx);
+        for _ in 0..workers {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    shutdown.trigger();
+                    return Err(e);
+                }
+                Err(_) => {
+                    shutdown.trigger();
+                    return Err(io::Error::other("a worker thread exited during start-up"));
+                }
+            }
+        }
+        Ok(ServerHandle { local_addr: bound, workers, shutdown, threads })
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    workers: usize,
+    shutdown: Arc<Shutdown>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address the listeners are bound to (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Starts a graceful shutdown: every core stops accepting, upgrades still in progress get
+    /// 503, open connections get a close frame 1001 after their queued messages, and whatever
+    /// has not finished by the drain timeout is cut. Returns at once; [`wait`](Self::wait)
+    /// blocks until it is done. Calling it twice is harmless.
+    pub fn shutdown(&self) {
+        self.shutdown.trigger();
+    }
+
+    /// A `Send + Sync` handle that can start the shutdown from anywhere.
+    pub fn shutdown_trigger(&self) -> ShutdownTrigger {
+        ShutdownTrigger(Arc::clone(&self.shutdown))
+    }
+
+    /// Blocks until every worker has stopped (after a shutdown).
+    pub fn wait(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+
+    /// Blocks until SIGINT or SIGTERM (or [`shutdown`](Self::shutdown) from elsewhere), then
+    /// shuts down gracefully and returns when every worker has stopped.
+    pub fn run(self) {
+        if let Err(e) = signal::watch(Arc::downgrade(&self.shutdown)) {
+            tracing::error!("cannot watch signals ({e}); stop with the shutdown handle");
+        }
+        self.shutdown.wait_triggered();
+        self.wait();
+    }
+}
+
+/// Starts a server's graceful shutdown; see [`ServerHandle::shutdown`].
+#[derive(Debug, Clone)]
+pub struct ShutdownTrigger(Arc<Shutdown>);
+
+impl ShutdownTrigger {
+    /// Starts the shutdown.
+    pub fn shutdown(&self) {
+        self.0.trigger();
+    }
+}
+
+/// The shutdown signal, fanned out to every core by closing a channel (which wakes every
+/// receiver at once, across threads).
+#[derive(Debug)]
+pub(crate) struct Shutdown {
+    tx: async_channel::Sender<()>,
+    rx: async_channel::Receiver<()>,
+    triggered: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        let (tx, rx) = async_channel::bounded(1);
+        Self { tx, rx, triggered: Mutex::new(false), cond: Condvar::new() }
+    }
+}
+
+impl Shutdown {
+    pub(crate) fn trigger(&self) {
+        self.tx.close();
+        *self.triggered.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cond.notify_all();
+    }
+
+    fn receiver(&self) -> async_channel::Receiver<()> {
+        self.rx.clone()
+    }
+
+    fn wait_triggered(&self) {
+        let mut triggered = self.triggered.lock().unwrap_or_else(|e| e.into_inner());
+        while !*triggered {
+            triggered = self.cond.wait(triggered).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // monoio's from_std does not set O_NONBLOCK, and a blocking listener hangs the epoll
+    // driver.
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket)
+}
+
+/// The CPUs this process may run on, from `sched_getaffinity` (so containers and `taskset`
+/// are respected), falling back to `0..available_parallelism`.
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for this process.
+    let cpus = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+        } else {
+            Vec::new()
+        }
+    };
+    if cpus.is_empty() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..n).collect()
+    } else {
+        cpus
+    }
+}

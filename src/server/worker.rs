@@ -1,0 +1,195 @@
+//! One worker: a pinned thread running a monoio runtime, its listener's accept loop, and the
+//! registry of the connections it owns.
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+    future::poll_fn,
+    io,
+    os::fd::RawFd,
+    rc::Rc,
+    sync::{mpsc, Arc},
+    task::{Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use monoio::{net::TcpListener, time::sleep, FusionDriver, RuntimeBuilder};
+
+use super::{catch::CatchUnwind, conn, ServerConfig};
+use crate::{app::App, ws::shared::SharedRef};
+
+pub(crate) struct WorkerContext {
+    pub(crate) index: usize,
+    pub(crate) cpu: Option<usize>,
+    pub(crate) listener: std::net::TcpListener,
+    pub(crate) app: App,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) shutdown: async_channel::Receiver<()>,
+    pub(crate) ready: mpsc::Sender<io::Result<()>>,
+}
+
+/// What one core knows about the connections it owns.
+pub(crate) struct CoreState {
+    pub(crate) index: usize,
+    next_id: Cell<u64>,
+    /// Upgraded connections, by id.
+    open: RefCell<HashMap<u64, SharedRef>>,
+    /// Connections still in the HTTP phase, by id, with their socket (to cut them on shutdown).
+    handshaking: RefCell<HashMap<u64, RawFd>>,
+    /// Connection tasks alive (both phases).
+    active: Cell<usize>,
+    pub(crate) shutting_down: Cell<bool>,
+    idle_waker: RefCell<Option<Waker>>,
+}
+
+impl CoreState {
+    fn new(index: usize) -> Self {
+        Self {
+            index,
+            next_id: Cell::new(0),
+            open: RefCell::new(HashMap::new()),
+            handshaking: RefCell::new(HashMap::new()),
+            active: Cell::new(0),
+            shutting_down: Cell::new(false),
+            idle_waker: RefCell::new(None),
+        }
+    }
+
+    /// A new connection id; the owning core is in the top 16 bits.
+    fn next_id(&self) -> u64 {
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        ((self.index as u64) << 48) | (n & ((1 << 48) - 1))
+    }
+
+    /// Counts a connection task for as long as the guard lives.
+    pub(crate) fn enter(self: &Rc<Self>, fd: RawFd) -> ConnGuard {
+        self.active.set(self.active.get() + 1);
+        let id = self.next_id();
+        self.handshaking.borrow_mut().insert(id, fd);
+        ConnGuard { core: Rc::clone(self), id }
+    }
+
+    pub(crate) fn register_open(&self, id: u64, shared: SharedRef) {
+        self.handshaking.borrow_mut().remove(&id);
+        self.open.borrow_mut().insert(id, shared);
+    }
+
+    fn poll_idle(&self, waker: &Waker) -> Poll<()> {
+        if self.active.get() == 0 {
+            return Poll::Ready(());
+        }
+        *self.idle_waker.borrow_mut() = Some(waker.clone());
+        Poll::Pending
+    }
+}
+
+/// Unregisters a connection when its task ends, however it ends.
+pub(crate) struct ConnGuard {
+    core: Rc<CoreState>,
+    pub(crate) id: u64,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.core.open.borrow_mut().remove(&self.id);
+        self.core.handshaking.borrow_mut().remove(&self.id);
+        self.core.active.set(self.core.active.get() - 1);
+        if self.core.active.get() == 0 {
+            if let Some(w) = self.core.idle_waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+pub(crate) fn run(ctx: WorkerContext) {
+    if let Some(cpu) = ctx.cpu {
+        if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+            tracing::warn!(worker = ctx.index, cpu, "could not pin worker: {e:?}");
+        }
+    }
+    let runtime = RuntimeBuilder::<FusionDriver>::new().with_entries(1024).enable_timer().build();
+    let mut runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ctx.ready.send(Err(e));
+            return;
+        }
+    };
+    runtime.block_on(serve(ctx));
+}
+
+async fn serve(ctx: WorkerContext) {
+    let listener = match TcpListener::from_std(ctx.listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ctx.ready.send(Err(e));
+            return;
+        }
+    };
+    let core = Rc::new(CoreState::new(ctx.index));
+    let _ = ctx.ready.send(Ok(()));
+    tracing::debug!(worker = ctx.index, "accepting");
+
+    let mut backoff_logged = Instant::now() - Duration::from_secs(60);
+    loop {
+        let accepted = monoio::select! {
+            accepted = listener.accept() => accepted,
+            _ = ctx.shutdown.recv() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let task = conn::serve(stream, peer, ctx.app.clone(), Rc::clone(&core), Arc::clone(&ctx.config));
+                monoio::spawn(async move {
+                    if let Err(payload) = CatchUnwind::new(task).await {
+                        tracing::error!("connection task panicked: {}", super::catch::panic_message(&*payload));
+                    }
+                });
+            }
+            Err(e) if is_resource_exhaustion(&e) => {
+                // Out of descriptors or memory: the listener stays readable, so accepting
+                // again at once would spin. Back off and let connections finish.
+                if backoff_logged.elapsed() > Duration::from_secs(1) {
+                    tracing::warn!(worker = ctx.index, "accept failed ({e}); backing off");
+                    backoff_logged = Instant::now();
+                }
+                sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => tracing::debug!(worker = ctx.index, "accept error: {e}"),
+        }
+    }
+    drop(listener);
+    drain(&core, &ctx.config).await;
+    tracing::debug!(worker = ctx.index, "stopped");
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+/// Graceful end of a core: 1001 to every open connection, cut the ones still in their HTTP
+/// phase, wait for all to finish up to the drain timeout, then terminate the rest.
+async fn drain(core: &Rc<CoreState>, config: &ServerConfig) {
+    core.shutting_down.set(true);
+    for shared in core.open.borrow().values() {
+        shared.borrow_mut().start_close(1001, "server shutting down");
+    }
+    for &fd in core.handshaking.borrow().values() {
+        // Wakes the pending read of a connection that has not sent its head yet. A client
+        // whose head is already in is answered 503 by its own task.
+        // SAFETY: the fd belongs to a live connection task on this core (removed from the map
+        // before its socket is dropped).
+        unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+    }
+    let drained = monoio::time::timeout(config.drain_timeout, poll_fn(|cx| core.poll_idle(cx.waker()))).await;
+    if drained.is_err() {
+        let open = core.open.borrow().len();
+        tracing::warn!(worker = core.index, open, "drain timeout: terminating remaining connections");
+        for shared in core.open.borrow().values() {
+            shared.borrow_mut().terminate();
+        }
+        let _ = monoio::time::timeout(Duration::from_secs(1), poll_fn(|cx| core.poll_idle(cx.waker()))).await;
+    }
+}

@@ -1,0 +1,16 @@
+//! The WebSocket handle given to handlers, and the per-connection state it shares with the
+//! connection driver.
+//!
+//! This layer knows nothing of sockets or runtimes: it queues decoded messages for `recv`,
+//! encodes outgoing frames into a buffer the driver writes, and tracks the close handshake.
+//! The driver in `server` does the reading and writing.
+
+mod message;
+mod options;
+pub(crate) mod shared;
+mod socket;
+
+pub use message::{CloseFrame, Message, Utf8Bytes};
+pub use options::WsOptions;
+pub use shared::CloseReport;
+pub use socket::WebSocket;

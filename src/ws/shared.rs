@@ -1,0 +1,448 @@
+//! State one connection shares between its handler (through [`WebSocket`](super::WebSocket))
+//! and the driver that reads and writes its socket. Everything here runs on one core, so it
+//! is `Rc<RefCell<..>>` without locks; the driver and the handle wake each other with plain
+//! wakers.
+
+use std::{
+    cell::RefCell,
+    collections::VecDeque,
+    rc::Rc,
+    task::{Poll, Waker},
+};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::{
+    proto::{encode_frame, CloseFrame, OpCode, ProtocolError},
+    ws::{Message, WsOptions},
+};
+
+/// How a connection ended, for logs and for the close hooks.
+///
+/// Every message accepted by `send` is either `written` or `unsent`: nothing is dropped
+/// without being counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloseReport {
+    /// The close code we sent, if any.
+    pub sent_code: Option<u16>,
+    /// The peer's close frame: `Some(None)` when it sent an empty one, `None` when none came
+    /// (the connection ended abnormally, 1006).
+    pub received: Option<Option<CloseFrame>>,
+    /// Messages accepted by `send`.
+    pub accepted: u64,
+    /// Messages fully written to the socket.
+    pub written: u64,
+    /// Messages accepted but never fully written (peer gone, terminated, shutdown deadline).
+    pub unsent: u64,
+    /// Whether close frames went both ways before the TCP connection ended.
+    pub clean: bool,
+}
+
+/// Where the close handshake stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Messages flow both ways.
+    Open,
+    /// A close frame is queued or written; nothing more may be sent.
+    Closing,
+    /// The connection is over (or being torn down without a handshake).
+    Closed,
+}
+
+pub(crate) type SharedRef = Rc<RefCell<Shared>>;
+
+/// The state itself.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) phase: Phase,
+    options: WsOptions,
+
+    // Inbound: decoded messages waiting for `recv`.
+    inbound: VecDeque<Message>,
+    inbound_bytes: usize,
+    /// The protocol error that ended reading, reported once by `recv`.
+    inbound_error: Option<ProtocolError>,
+    /// No more messages will arrive.
+    inbound_done: bool,
+    recv_waker: Option<Waker>,
+    /// The driver, waiting for `recv` to make room.
+    room_waker: Option<Waker>,
+
+    // Outbound: frames encoded back to back, waiting for the writer.
+    out: BytesMut,
+    /// Stream offset at which each queued message ends, to count written messages exactly.
+    out_ends: VecDeque<u64>,
+    /// Bytes ever queued (the stream offset of `out`'s end).
+    out_total: u64,
+    /// Bytes of the data stream written to the socket.
+    written_bytes: u64,
+    /// The latest unanswered ping's payload: pongs are coalesced (RFC 6455 5.5.3).
+    pending_pong: Option<Bytes>,
+    /// Encoded close frame, written after everything queued before it.
+    pending_close: Option<Bytes>,
+    close_written: bool,
+    /// Half-close the socket once the close frame is out: set when the peer closed first or
+    /// when we fail the connection.
+    shutdown_after_close: bool,
+    writer_waker: Option<Waker>,
+    send_wakers: Vec<Waker>,
+    /// Tear down now: no handshake, no flush.
+    pub(crate) terminated: bool,
+    /// The reader has stopped: the peer closed, left, or broke the protocol.
+    reader_done: bool,
+    reader_done_waker: Option<Waker>,
+
+    report: CloseReport,
+}
+
+impl Shared {
+    pub(crate) fn new(options: WsOptions) -> SharedRef {
+        Rc::new(RefCell::new(Shared {
+            phase: Phase::Open,
+            options,
+            inbound: VecDeque::new(),
+            inbound_bytes: 0,
+            inbound_error: None,
+            inbound_done: false,
+            recv_waker: None,
+            room_waker: None,
+            out: BytesMut::new(),
+            out_ends: VecDeque::new(),
+            out_total: 0,
+            written_bytes: 0,
+            pending_pong: None,
+            pending_close: None,
+            close_written: false,
+            shutdown_after_close: false,
+            writer_waker: None,
+            send_wakers: Vec::new(),
+            terminated: false,
+            reader_done: false,
+            reader_done_waker: None,
+            report: CloseReport::default(),
+        }))
+    }
+
+
+    // ---- the handle's side ----
+
+    pub(crate) fn poll_recv(&mut self, waker: &Waker) -> Poll<Option<Result<Message, ProtocolError>>> {
+        if let Some(message) = self.inbound.pop_front() {
+            self.inbound_bytes -= message.payload().len();
+            if let Some(w) = self.room_waker.take() {
+                w.wake();
+            }
+            return Poll::Ready(Some(Ok(message)));
+        }
+        if let Some(err) = self.inbound_error.take() {
+            return Poll::Ready(Some(Err(err)));
+        }
+        if self.inbound_done || self.terminated {
+            return Poll::Ready(None);
+        }
+        self.recv_waker = Some(waker.clone());
+        Poll::Pending
+    }
+
+    /// Whether `send` may queue now, or must wait for the writer.
+    pub(crate) fn poll_send_ready(&mut self, waker: &Waker) -> Poll<Result<(), crate::Error>> {
+        if self.phase != Phase::Open || self.terminated {
+            return Poll::Ready(Err(crate::Error::Closed));
+        }
+        if self.out.len() < self.options.max_backpressure {
+            return Poll::Ready(Ok(()));
+        }
+        if !self.send_wakers.iter().any(|w| w.will_wake(waker)) {
+            self.send_wakers.push(waker.clone());
+        }
+        Poll::Pending
+    }
+
+    /// Queues a data message. The caller checked the phase.
+    pub(crate) fn queue_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), crate::Error> {
+        if self.phase != Phase::Open || self.terminated {
+            return Err(crate::Error::Closed);
+        }
+        let before = self.out.len();
+        encode_frame(&mut self.out, true, false, opcode, None, payload);
+        self.out_total += (self.out.len() - before) as u64;
+        self.out_ends.push_back(self.out_total);
+        self.report.accepted += 1;
+        self.wake_writer();
+        Ok(())
+    }
+
+    /// Queues a ping or pong the application asked for.
+    pub(crate) fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), crate::Error> {
+        if self.phase != Phase::Open || self.terminated {
+            return Err(crate::Error::Closed);
+        }
+        // Control frames ride in the data stream so they keep their place in the order of
+        // sends, but they are not messages and are not counted.
+        let before = self.out.len();
+        encode_frame(&mut self.out, true, false, opcode, None, payload);
+        self.out_total += (self.out.len() - before) as u64;
+        self.wake_writer();
+        Ok(())
+    }
+
+    /// Starts the close handshake with `code` (already validated). Queued messages are written
+    /// first. Returns false if a close was already under way.
+    pub(crate) fn start_close(&mut self, code: u16, reason: &str) -> bool {
+        if self.phase != Phase::Open || self.terminated {
+            return false;
+        }
+        let payload = crate::proto::close::encode_close_payload(code, reason)
+            .unwrap_or_else(|_| code.to_be_bytes().to_vec());
+        self.queue_close_frame(Some(code), &payload);
+        true
+    }
+
+    fn queue_close_frame(&mut self, code: Option<u16>, payload: &[u8]) {
+        let mut frame = BytesMut::with_capacity(2 + payload.len());
+        encode_frame(&mut frame, true, false, OpCode::Close, None, payload);
+        self.pending_close = Some(frame.freeze());
+        self.report.sent_code = code;
+        self.phase = Phase::Closing;
+        self.wake_senders();
+        self.wake_writer();
+    }
+
+    /// Abandons the connection: the driver stops reading and writing and closes the socket.
+    pub(crate) fn terminate(&mut self) {
+        if self.terminated {
+            return;
+        }
+        self.terminated = true;
+        self.phase = Phase::Closed;
+        self.inbound_done = true;
+        self.wake_all();
+    }
+
+    pub(crate) fn buffered_amount(&self) -> usize {
+        self.out.len()
+    }
+
+    pub(crate) fn report(&self) -> CloseReport {
+        let mut report = self.report.clone();
+        report.unsent = report.accepted - report.written;
+        report
+    }
+
+    // ---- the reader's side ----
+
+    /// Whether the reader should stop decoding until `recv` drains the queue.
+    pub(crate) fn inbound_full(&self) -> bool {
+        self.inbound_bytes >= self.options.max_inbound || self.inbound.len() >= 1024
+    }
+
+    pub(crate) fn poll_room(&mut self, waker: &Waker) -> Poll<()> {
+        if !self.inbound_full() || self.terminated {
+            return Poll::Ready(());
+        }
+        self.room_waker = Some(waker.clone());
+        Poll::Pending
+    }
+
+    /// Hands a decoded data message to `recv`, unless we are already closing (RFC 6455 allows
+    /// discarding data after sending a close frame).
+    pub(crate) fn push_inbound(&mut self, message: Message) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.inbound_bytes += message.payload().len();
+        self.inbound.push_back(message);
+        if let Some(w) = self.recv_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Answers a ping, coalescing with any pong not yet written.
+    pub(crate) fn on_ping(&mut self, payload: Bytes) {
+        if self.phase == Phase::Open {
+            self.pending_pong = Some(payload);
+            self.wake_writer();
+        }
+    }
+
+    /// The peer's close frame arrived: reply (echoing its code) unless we closed first.
+    /// Returns true when the reader is done.
+    pub(crate) fn on_close_frame(&mut self, frame: Option<CloseFrame>) {
+        self.report.received = Some(frame.clone());
+        if self.phase == Phase::Open {
+            let payload = match &frame {
+                Some(f) => f.code.to_be_bytes().to_vec(),
+                None => Vec::new(),
+            };
+            self.queue_close_frame(frame.as_ref().map(|f| f.code), &payload);
+            self.push_close_message(frame);
+        }
+        self.shutdown_after_close = true;
+        self.finish_inbound();
+        self.wake_writer();
+    }
+
+    fn push_close_message(&mut self, frame: Option<CloseFrame>) {
+        self.inbound.push_back(Message::Close(frame));
+        if let Some(w) = self.recv_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// The peer broke the protocol: close with its code, tell `recv`, stop reading.
+    pub(crate) fn on_protocol_error(&mut self, err: ProtocolError) {
+        if self.phase == Phase::Open {
+            let code = err.close_code();
+            self.queue_close_frame(Some(code), &code.to_be_bytes());
+        }
+        self.inbound_error = Some(err);
+        self.shutdown_after_close = true;
+        self.finish_inbound();
+        self.wake_writer();
+    }
+
+    /// The handler failed (panic or error): close with `code` if still open.
+    pub(crate) fn fail(&mut self, code: u16) {
+        if self.phase == Phase::Open && !self.terminated {
+            self.queue_close_frame(Some(code), &code.to_be_bytes());
+        }
+    }
+
+    /// The socket hit EOF or an error: nothing more will be read, nothing can be written.
+    pub(crate) fn on_read_end(&mut self) {
+        self.finish_inbound();
+        if self.report.received.is_none() {
+            // No close frame: an abnormal closure, the writer gives up too.
+            self.phase = Phase::Closed;
+            self.wake_writer();
+            self.wake_senders();
+        }
+    }
+
+    pub(crate) fn finish_inbound(&mut self) {
+        self.inbound_done = true;
+        if let Some(w) = self.recv_waker.take() {
+            w.wake();
+        }
+    }
+
+
+    // ---- the writer's side ----
+
+    /// What the writer should do next.
+    pub(crate) fn poll_write_job(&mut self, waker: &Waker, spare: &mut BytesMut) -> Poll<WriteJob> {
+        if self.terminated {
+            return Poll::Ready(WriteJob::Stop);
+        }
+        if let Some(payload) = self.pending_pong.take() {
+            spare.clear();
+            encode_frame(spare, true, false, OpCode::Pong, None, &payload);
+            return Poll::Ready(WriteJob::Control);
+        }
+        if !self.out.is_empty() {
+            // Hand over everything queued; `send` keeps appending to the fresh buffer while
+            // the write is in flight.
+            spare.clear();
+            std::mem::swap(&mut self.out, spare);
+            self.wake_senders();
+            return Poll::Ready(WriteJob::Data);
+        }
+        if let Some(close) = self.pending_close.take() {
+            spare.clear();
+            spare.extend_from_slice(&close);
+            self.close_written = true;
+            return Poll::Ready(WriteJob::Close { shutdown: self.shutdown_after_close });
+        }
+        if self.close_written || self.phase == Phase::Closed {
+            return Poll::Ready(WriteJob::Stop);
+        }
+        self.writer_waker = Some(waker.clone());
+        Poll::Pending
+    }
+
+    /// The writer wrote `n` more bytes of the data stream; messages whose last byte is now
+    /// out count as written.
+    pub(crate) fn on_data_written(&mut self, n: usize) {
+        self.written_bytes += n as u64;
+        while self.out_ends.front().is_some_and(|&end| end <= self.written_bytes) {
+            self.out_ends.pop_front();
+            self.report.written += 1;
+        }
+    }
+
+    /// The write side failed: nothing more can go out.
+    pub(crate) fn on_write_error(&mut self) {
+        self.phase = Phase::Closed;
+        self.pending_close = None;
+        self.wake_senders();
+    }
+
+    /// The reader stopped reading.
+    pub(crate) fn set_reader_done(&mut self) {
+        self.reader_done = true;
+        if let Some(w) = self.reader_done_waker.take() {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn poll_reader_done(&mut self, waker: &Waker) -> Poll<()> {
+        if self.reader_done || self.terminated {
+            return Poll::Ready(());
+        }
+        self.reader_done_waker = Some(waker.clone());
+        Poll::Pending
+    }
+
+
+    pub(crate) fn mark_clean(&mut self) {
+        self.report.clean = self.close_written && self.report.received.is_some();
+    }
+
+    pub(crate) fn set_closed(&mut self) {
+        self.phase = Phase::Closed;
+        self.inbound_done = true;
+        self.wake_all();
+    }
+
+    fn wake_writer(&mut self) {
+        if let Some(w) = self.writer_waker.take() {
+            w.wake();
+        }
+    }
+
+    fn wake_senders(&mut self) {
+        for w in self.send_wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn wake_all(&mut self) {
+        self.wake_writer();
+        self.wake_senders();
+        if let Some(w) = self.recv_waker.take() {
+            w.wake();
+        }
+        if let Some(w) = self.room_waker.take() {
+            w.wake();
+        }
+        if let Some(w) = self.reader_done_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The writer's next step; the bytes are in the buffer passed to `poll_write_job`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteJob {
+    /// Write the buffer: an automatic pong.
+    Control,
+    /// Write the buffer: queued messages; report the bytes with `on_data_written`.
+    Data,
+    /// Write the close frame, then half-close the socket if `shutdown`.
+    Close {
+        /// Half-close after the frame.
+        shutdown: bool,
+    },
+    /// Nothing more will be written.
+    Stop,
+}

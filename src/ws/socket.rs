@@ -1,0 +1,181 @@
+//! [`WebSocket`], the handle a route's handler receives.
+
+use std::{fmt, future::poll_fn, net::SocketAddr};
+
+use crate::{
+    proto::{close::encode_close_payload, OpCode},
+    ws::{
+        shared::{Phase, SharedRef},
+        CloseReport, Message,
+    },
+    Error,
+};
+
+/// One upgraded connection, as the handler sees it.
+///
+/// Reading happens in the background: pings are answered and the close handshake is
+/// completed by the server whether or not the handler is in `recv`. Messages wait in a
+/// bounded queue until `recv` takes them.
+///
+/// Dropping the handle while the connection is open starts a normal close (1000) after
+/// everything already sent has been written.
+///
+/// ```no_run
+/// use ringsocket::{App, Message, Server};
+///
+/// let app = App::builder()
+///     .ws("/echo", |mut ws, _req| async move {
+///         while let Some(Ok(message)) = ws.recv().await {
+///             if ws.send(message).await.is_err() {
+///                 break;
+///             }
+///         }
+///     })
+///     .build()
+///     .unwrap();
+/// Server::new(app).listen("127.0.0.1:3000").unwrap().run();
+/// ```
+pub struct WebSocket {
+    shared: SharedRef,
+    id: u64,
+    peer_addr: Option<SocketAddr>,
+    protocol: Option<String>,
+}
+
+impl fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("id", &self.id)
+            .field("peer_addr", &self.peer_addr)
+            .field("phase", &self.shared.borrow().phase)
+            .finish()
+    }
+}
+
+impl WebSocket {
+    pub(crate) fn new(
+        shared: SharedRef,
+        id: u64,
+        peer_addr: Option<SocketAddr>,
+        protocol: Option<String>,
+    ) -> Self {
+        Self { shared, id, peer_addr, protocol }
+    }
+
+    /// The connection's id, unique on this server.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The peer's address (`None` for an injected connection).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
+    }
+
+    /// The subprotocol agreed in the handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The next message. `Text` and `Binary` as they arrive, then once `Close` with the peer's
+    /// close frame, then `None`. A protocol violation by the peer is reported once as
+    /// `Some(Err(Error::Protocol(..)))` (the server has already closed with its code), then
+    /// `None`.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.shared.borrow_mut().poll_recv(cx.waker()))
+            .await
+            .map(|r| r.map_err(Error::Protocol))
+    }
+
+    /// Queues a message. Waits only while the outbound queue is over
+    /// [`WsOptions::max_backpressure`](crate::WsOptions::max_backpressure). `Close` starts the
+    /// close handshake (as [`close`](Self::close)); `Ping`/`Pong` payloads must be at most 125
+    /// bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the connection is closing (the message was not accepted);
+    /// [`Error::ControlTooLong`]; [`Error::InvalidClose`].
+    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
+        let message = message.into();
+        poll_fn(|cx| self.shared.borrow_mut().poll_send_ready(cx.waker())).await?;
+        let mut shared = self.shared.borrow_mut();
+        match &message {
+            Message::Text(text) => shared.queue_data(OpCode::Text, text.as_bytes()),
+            Message::Binary(data) => shared.queue_data(OpCode::Binary, data),
+            Message::Ping(data) => queue_control(&mut shared, OpCode::Ping, data),
+            Message::Pong(data) => queue_control(&mut shared, OpCode::Pong, data),
+            Message::Close(frame) => {
+                drop(shared);
+                match frame {
+                    Some(frame) => self.close(frame.code, &frame.reason),
+                    None => self.close(1000, ""),
+                }
+            }
+        }
+    }
+
+    /// Sends a ping; the pong is consumed by the server.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ControlTooLong`] over 125 bytes, [`Error::Closed`] once closing.
+    pub fn ping(&self, payload: &[u8]) -> Result<(), Error> {
+        queue_control(&mut self.shared.borrow_mut(), OpCode::Ping, payload)
+    }
+
+    /// Starts the close handshake: everything already sent is written, then a close frame
+    /// with `code` and `reason`; the TCP connection ends when the peer answers or after the
+    /// close timeout. Calling it again, or after the peer closed, does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidClose`] if `code` may not be sent (1005, 1006, 1015, or outside the
+    /// ranges of RFC 6455 7.4) or `reason` is over 123 bytes. Nothing is written then.
+    pub fn close(&self, code: u16, reason: &str) -> Result<(), Error> {
+        encode_close_payload(code, reason)?;
+        self.shared.borrow_mut().start_close(code, reason);
+        Ok(())
+    }
+
+    /// Ends the connection at once, without the close handshake; whatever is still queued is
+    /// counted as unsent.
+    pub fn terminate(&self) {
+        self.shared.borrow_mut().terminate();
+    }
+
+    /// Whether messages can still be sent.
+    pub fn is_open(&self) -> bool {
+        let shared = self.shared.borrow();
+        shared.phase == Phase::Open && !shared.terminated
+    }
+
+    /// Bytes queued and not yet handed to the socket (`ws`'s `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.shared.borrow().buffered_amount()
+    }
+
+    /// Counts so far: messages accepted, written, and the close codes seen.
+    pub fn report(&self) -> CloseReport {
+        self.shared.borrow().report()
+    }
+}
+
+fn queue_control(
+    shared: &mut crate::ws::shared::Shared,
+    opcode: OpCode,
+    payload: &[u8],
+) -> Result<(), Error> {
+    if payload.len() > 125 {
+        return Err(Error::ControlTooLong(payload.len()));
+    }
+    shared.queue_control(opcode, payload)
+}
+
+impl Drop for WebSocket {
+    fn drop(&mut self) {
+        if let Ok(mut shared) = self.shared.try_borrow_mut() {
+            shared.start_close(1000, "");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Helpers shared by the loopback tests: a server on port 0 with 2 workers, a monoio runtime
+//! for the client side (io_uring, or epoll under MONOIO_FORCE_LEGACY_DRIVER=1), and raw HTTP.
+#![allow(dead_code)]
+
+use std::{
+    future::Future,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use ringsocket::{App, Server, ServerHandle};
+
+/// Starts `app` on 127.0.0.1:0 with 2 workers.
+pub fn start(app: App) -> ServerHandle {
+    Server::new(app).workers(2).listen("127.0.0.1:0").expect("server starts")
+}
+
+/// An echo app on `/`.
+pub fn echo_app() -> App {
+    App::builder()
+        .ws("/", |mut ws, _req| async move {
+            while let Some(Ok(message)) = ws.recv().await {
+                if message.is_close() || ws.send(message).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .build()
+        .unwrap()
+}
+
+/// Runs a client-side future on a fresh monoio runtime, failing the test after 20 s.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+        .block_on(async move {
+            monoio::time::timeout(Duration::from_secs(20), future).await.expect("test timed out")
+        })
+}
+
+/// Sends raw bytes and returns everything the server answers until it closes (or 5 s pass).
+pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
+
+/// The status code of a raw HTTP response.
+pub fn status_of(response: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(response);
+    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+/// A valid upgrade request for `path`, with extra header lines.
+pub fn upgrade_request(path: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
