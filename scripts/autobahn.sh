@@ -131,15 +131,19 @@ server_pid=
 wstest_pid=
 work_dir=
 # shellcheck disable=SC2317  # only reached through the EXIT trap
+# stop_pid PID: TERM, then KILL after 5s; when PID leads its own process group (the server is
+# started with setsid), the whole group, so that wrappers such as `cargo run` take their child along.
 stop_pid() {
-  local pid=$1 _
+  local pid=$1 target=$1 pgid _
   kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
+  pgid=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ') || true
+  if [[ $pgid == "$pid" ]]; then target=-$pid; fi
+  kill -TERM -- "$target" 2>/dev/null || true
   for _ in {1..50}; do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  kill -KILL "$pid" 2>/dev/null || true
+  kill -KILL -- "$target" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
 # shellcheck disable=SC2317
@@ -341,7 +345,10 @@ fi
 
 server_log=$REPORT_DIR/server.log
 log "starting server: ${server_cmd[*]} --port $port ${SERVER_ARGS[*]}${MONOIO_FORCE_LEGACY_DRIVER:+ (MONOIO_FORCE_LEGACY_DRIVER=$MONOIO_FORCE_LEGACY_DRIVER)}"
-"${server_cmd[@]}" --port "$port" "${SERVER_ARGS[@]}" </dev/null >"$server_log" 2>&1 &
+# setsid: own process group, so cleanup can stop everything the server command spawned.
+setsid_cmd=()
+if command -v setsid >/dev/null 2>&1; then setsid_cmd=(setsid); fi
+"${setsid_cmd[@]}" "${server_cmd[@]}" --port "$port" "${SERVER_ARGS[@]}" </dev/null >"$server_log" 2>&1 &
 server_pid=$!
 
 deadline=$((SECONDS + STARTUP_TIMEOUT))

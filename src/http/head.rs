@@ -176,7 +176,7 @@ mod tests {
         let bytes = b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n";
         let mut parser = HeadParser::new();
         for n in 1..bytes.len() {
-            assert_eq!(parser.parse(&bytes[..n], &HeadLimits::default()), Ok(None), "at {n}");
+            assert!(matches!(parser.parse(&bytes[..n], &HeadLimits::default()), Ok(None)), "at {n}");
         }
         let (req, used) = parser.parse(bytes, &HeadLimits::default()).unwrap().unwrap();
         assert_eq!(used, bytes.len());

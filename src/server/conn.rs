@@ -179,15 +179,22 @@ async fn linger<R: AsyncReadRent>(reader: &mut R, fd: RawFd) {
 fn spawn_handler(route: WsRoute, ws: WebSocket, req: Request, shared: SharedRef) {
     let future = (route.handler)(ws, req);
     monoio::spawn(async move {
-        match CatchUnwind::new(future).await {
-            Ok(Ok(())) => {}
+        let outcome = CatchUnwind::new(future).await;
+        let mut shared = shared.borrow_mut();
+        shared.handler_running = false;
+        match outcome {
+            Ok(Ok(())) => {
+                if !shared.handle_alive {
+                    shared.start_close(1000, "");
+                }
+            }
             Ok(Err(e)) => {
                 tracing::warn!("websocket handler failed: {e}");
-                shared.borrow_mut().fail(1011);
+                shared.fail(1011);
             }
             Err(payload) => {
                 tracing::error!("websocket handler panicked: {}", panic_message(&*payload));
-                shared.borrow_mut().fail(1011);
+                shared.fail(1011);
             }
         }
     });

@@ -88,6 +88,11 @@ pub(crate) struct Shared {
     send_wakers: Vec<Waker>,
     /// Tear down now: no handshake, no flush.
     pub(crate) terminated: bool,
+    /// The route handler's future is still running: a dropped handle then leaves the close
+    /// to the handler's outcome (1000, or 1011 on error or panic).
+    pub(crate) handler_running: bool,
+    /// The [`WebSocket`](super::WebSocket) handle still exists somewhere.
+    pub(crate) handle_alive: bool,
     /// The reader has stopped: the peer closed, left, or broke the protocol.
     reader_done: bool,
     reader_done_waker: Option<Waker>,
@@ -117,6 +122,8 @@ impl Shared {
             writer_waker: None,
             send_wakers: Vec::new(),
             terminated: false,
+            handler_running: true,
+            handle_alive: true,
             reader_done: false,
             reader_done_waker: None,
             report: CloseReport::default(),

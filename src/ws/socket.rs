@@ -17,8 +17,10 @@ use crate::{
 /// completed by the server whether or not the handler is in `recv`. Messages wait in a
 /// bounded queue until `recv` takes them.
 ///
-/// Dropping the handle while the connection is open starts a normal close (1000) after
-/// everything already sent has been written.
+/// When the handler's future ends and the handle has been dropped, the connection is closed
+/// normally (1000) after everything already sent has been written; if the handle was moved
+/// elsewhere (another task), the connection lives until that copy is dropped. A handler that
+/// returns an error or panics closes the connection with 1011.
 ///
 /// ```no_run
 /// use ringsocket::{App, Message, Server};
@@ -175,7 +177,12 @@ fn queue_control(
 impl Drop for WebSocket {
     fn drop(&mut self) {
         if let Ok(mut shared) = self.shared.try_borrow_mut() {
-            shared.start_close(1000, "");
+            shared.handle_alive = false;
+            // While the handler runs, its outcome decides the code (a panic unwinding
+            // through here must end in 1011, not 1000).
+            if !shared.handler_running {
+                shared.start_close(1000, "");
+            }
         }
     }
 }
