@@ -41,7 +41,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    println!("listening on {} ({} workers)", server.local_addr(), server.workers());
+    println!(
+        "listening on {} ({} workers)",
+        server.local_addr(),
+        server.workers()
+    );
     server.run();
 }
 
@@ -54,14 +58,23 @@ struct Args {
 
 impl Args {
     fn parse() -> Self {
-        let mut args = Args { host: "127.0.0.1".into(), port: 3000, workers: None, max_payload: 1 << 20 };
+        let mut args = Args {
+            host: "127.0.0.1".into(),
+            port: 3000,
+            workers: None,
+            max_payload: 1 << 20,
+        };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
-            let value = it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+            let value = it
+                .next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
             match flag.as_str() {
                 "--host" => args.host = value,
                 "--port" => args.port = value.parse().unwrap_or_else(|_| usage("bad --port")),
-                "--workers" => args.workers = Some(value.parse().unwrap_or_else(|_| usage("bad --workers"))),
+                "--workers" => {
+                    args.workers = Some(value.parse().unwrap_or_else(|_| usage("bad --workers")))
+                }
                 "--max-payload" => {
                     args.max_payload = value.parse().unwrap_or_else(|_| usage("bad --max-payload"))
                 }
@@ -73,6 +86,8 @@ impl Args {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("echo: {problem}\nusage: echo [--host H] [--port P] [--workers N] [--max-payload BYTES]");
+    eprintln!(
+        "echo: {problem}\nusage: echo [--host H] [--port P] [--workers N] [--max-payload BYTES]"
+    );
     std::process::exit(2);
 }

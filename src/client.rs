@@ -24,8 +24,8 @@ use monoio::{
 
 use crate::{
     proto::{
-        accept_key, close::encode_close_payload, encode_frame, generate_key, Decoder, DecoderConfig,
-        Message as Frame, OpCode,
+        accept_key, close::encode_close_payload, encode_frame, generate_key, Decoder,
+        DecoderConfig, Message as Frame, OpCode,
     },
     Error, Message, Result,
 };
@@ -77,7 +77,10 @@ impl ClientBuilder {
             self.path, self.addr, key
         );
         if !self.protocols.is_empty() {
-            request.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", self.protocols.join(", ")));
+            request.push_str(&format!(
+                "Sec-WebSocket-Protocol: {}\r\n",
+                self.protocols.join(", ")
+            ));
         }
         for (name, value) in &self.headers {
             request.push_str(&format!("{name}: {value}\r\n"));
@@ -102,14 +105,32 @@ impl ClientBuilder {
             read_more(&mut stream, &mut buf).await?;
         };
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Err(Error::Handshake(format!("server answered {}", response.status())));
+            return Err(Error::Handshake(format!(
+                "server answered {}",
+                response.status()
+            )));
         }
         let expected = accept_key(key.as_bytes());
-        if response.headers().get("sec-websocket-accept").map(|v| v.as_bytes()) != Some(expected.as_bytes()) {
+        if response
+            .headers()
+            .get("sec-websocket-accept")
+            .map(|v| v.as_bytes())
+            != Some(expected.as_bytes())
+        {
             return Err(Error::Handshake("wrong Sec-WebSocket-Accept".into()));
         }
-        let decoder = Decoder::new(DecoderConfig { max_message_size: self.max_message_size, ..DecoderConfig::client() });
-        Ok(Client { stream, buf, decoder, out: BytesMut::with_capacity(4096), response, close_sent: false })
+        let decoder = Decoder::new(DecoderConfig {
+            max_message_size: self.max_message_size,
+            ..DecoderConfig::client()
+        });
+        Ok(Client {
+            stream,
+            buf,
+            decoder,
+            out: BytesMut::with_capacity(4096),
+            response,
+            close_sent: false,
+        })
     }
 }
 
@@ -164,7 +185,9 @@ impl Client {
             Message::Ping(b) => (OpCode::Ping, b),
             Message::Pong(b) => (OpCode::Pong, b),
             Message::Close(frame) => {
-                let (code, reason) = frame.as_ref().map_or((1000, ""), |f| (f.code, f.reason.as_str()));
+                let (code, reason) = frame
+                    .as_ref()
+                    .map_or((1000, ""), |f| (f.code, f.reason.as_str()));
                 return self.close(code, reason).await;
             }
         };
@@ -178,7 +201,14 @@ impl Client {
     /// I/O errors.
     pub async fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<()> {
         self.out.clear();
-        encode_frame(&mut self.out, fin, false, opcode, Some(fastrand::u32(..).to_ne_bytes()), payload);
+        encode_frame(
+            &mut self.out,
+            fin,
+            false,
+            opcode,
+            Some(fastrand::u32(..).to_ne_bytes()),
+            payload,
+        );
         self.flush_out().await
     }
 
@@ -263,9 +293,11 @@ fn to_response(parsed: &httparse::Response<'_, '_>) -> Result<http::Response<()>
     for header in parsed.headers.iter() {
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| Error::Handshake("invalid header name".into()))?;
-        let value =
-            HeaderValue::from_bytes(header.value).map_err(|_| Error::Handshake("invalid header value".into()))?;
+        let value = HeaderValue::from_bytes(header.value)
+            .map_err(|_| Error::Handshake("invalid header value".into()))?;
         response = response.header(name, value);
     }
-    response.body(()).map_err(|_| Error::Handshake("invalid response".into()))
+    response
+        .body(())
+        .map_err(|_| Error::Handshake("invalid response".into()))
 }

@@ -46,15 +46,28 @@ fn panic_closes_only_its_connection_with_1011() {
         for round in 0..3 {
             let mut victim = Client::connect(addr, "/panic").await.unwrap();
             victim.send(Message::text("boom")).await.unwrap();
-            assert_eq!(close_code(victim.recv().await.unwrap().unwrap()), Some(1011), "round {round}");
+            assert_eq!(
+                close_code(victim.recv().await.unwrap().unwrap()),
+                Some(1011),
+                "round {round}"
+            );
 
-            healthy.send(Message::text(format!("still here {round}"))).await.unwrap();
-            assert_eq!(healthy.recv().await.unwrap().unwrap(), Message::text(format!("still here {round}")));
+            healthy
+                .send(Message::text(format!("still here {round}")))
+                .await
+                .unwrap();
+            assert_eq!(
+                healthy.recv().await.unwrap().unwrap(),
+                Message::text(format!("still here {round}"))
+            );
         }
         // The core still accepts new connections.
         let mut fresh = Client::connect(addr, "/").await.unwrap();
         fresh.send(Message::binary(vec![1, 2, 3])).await.unwrap();
-        assert_eq!(fresh.recv().await.unwrap().unwrap(), Message::binary(vec![1, 2, 3]));
+        assert_eq!(
+            fresh.recv().await.unwrap().unwrap(),
+            Message::binary(vec![1, 2, 3])
+        );
     });
     server.shutdown();
     server.wait();
@@ -67,12 +80,18 @@ fn handler_error_closes_with_1011_and_return_closes_with_1000() {
     block_on(async move {
         let mut client = Client::connect(addr, "/error").await.unwrap();
         client.send(Message::text("x")).await.unwrap();
-        assert_eq!(close_code(client.recv().await.unwrap().unwrap()), Some(1011));
+        assert_eq!(
+            close_code(client.recv().await.unwrap().unwrap()),
+            Some(1011)
+        );
 
         let mut client = Client::connect(addr, "/return").await.unwrap();
         assert_eq!(
             client.recv().await.unwrap().unwrap(),
-            Message::Close(Some(CloseFrame { code: 1000, reason: String::new() }))
+            Message::Close(Some(CloseFrame {
+                code: 1000,
+                reason: String::new()
+            }))
         );
     });
     server.shutdown();

@@ -21,21 +21,33 @@ fn clients_receive_1001_and_workers_stop() {
         }
         for (i, client) in clients.iter_mut().enumerate() {
             client.send(Message::text(format!("m{i}"))).await.unwrap();
-            assert_eq!(client.recv().await.unwrap().unwrap(), Message::text(format!("m{i}")));
+            assert_eq!(
+                client.recv().await.unwrap().unwrap(),
+                Message::text(format!("m{i}"))
+            );
         }
         trigger.shutdown();
         for client in &mut clients {
             let close = client.recv().await.unwrap().unwrap();
             assert_eq!(
                 close,
-                Message::Close(Some(CloseFrame { code: 1001, reason: "server shutting down".into() }))
+                Message::Close(Some(CloseFrame {
+                    code: 1001,
+                    reason: "server shutting down".into()
+                }))
             );
             client.close(1001, "").await.unwrap();
-            assert!(client.recv().await.is_none(), "server closes TCP after the handshake");
+            assert!(
+                client.recv().await.is_none(),
+                "server closes TCP after the handshake"
+            );
         }
     });
     server.wait();
-    assert!(started.elapsed() < Duration::from_secs(5), "drained well before the 10 s deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "drained well before the 10 s deadline"
+    );
     // The listeners are gone.
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
@@ -55,7 +67,10 @@ fn clients_that_never_answer_are_cut_at_the_drain_deadline() {
         // The 1001 arrives; this client never replies, and the server closes anyway.
         assert_eq!(
             client.recv().await.unwrap().unwrap(),
-            Message::Close(Some(CloseFrame { code: 1001, reason: "server shutting down".into() }))
+            Message::Close(Some(CloseFrame {
+                code: 1001,
+                reason: "server shutting down".into()
+            }))
         );
         assert!(client.recv().await.is_none());
     });

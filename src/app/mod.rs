@@ -3,13 +3,7 @@
 
 mod request;
 
-use std::{
-    collections::HashMap,
-    fmt,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-};
+use std::{collections::HashMap, fmt, future::Future, pin::Pin, sync::Arc};
 
 pub use request::Request;
 
@@ -126,7 +120,9 @@ pub struct AppBuilder {
 
 impl fmt::Debug for AppBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppBuilder").field("errors", &self.errors).finish_non_exhaustive()
+        f.debug_struct("AppBuilder")
+            .field("errors", &self.errors)
+            .finish_non_exhaustive()
     }
 }
 
@@ -156,8 +152,13 @@ impl AppBuilder {
             let fut = handler(ws, req);
             Box::pin(async move { fut.await.into_result() })
         });
-        if self.ws_routes.insert(path.to_owned(), WsRoute { handler }).is_some() {
-            self.errors.push(BuildError::DuplicateRoute(path.to_owned()));
+        if self
+            .ws_routes
+            .insert(path.to_owned(), WsRoute { handler })
+            .is_some()
+        {
+            self.errors
+                .push(BuildError::DuplicateRoute(path.to_owned()));
         }
         self
     }
@@ -171,7 +172,12 @@ impl AppBuilder {
         if !self.errors.is_empty() {
             return Err(self.errors.swap_remove(0));
         }
-        Ok(App { inner: Arc::new(AppInner { ws_routes: self.ws_routes, ws_options: self.ws_options }) })
+        Ok(App {
+            inner: Arc::new(AppInner {
+                ws_routes: self.ws_routes,
+                ws_options: self.ws_options,
+            }),
+        })
     }
 }
 
@@ -181,7 +187,10 @@ mod tests {
 
     #[test]
     fn duplicate_and_invalid_paths_fail_at_build() {
-        let err = App::builder().ws("/a", |_ws, _req| async {}).ws("/a", |_ws, _req| async {}).build();
+        let err = App::builder()
+            .ws("/a", |_ws, _req| async {})
+            .ws("/a", |_ws, _req| async {})
+            .build();
         assert_eq!(err.unwrap_err(), BuildError::DuplicateRoute("/a".into()));
         let err = App::builder().ws("a", |_ws, _req| async {}).build();
         assert_eq!(err.unwrap_err(), BuildError::InvalidPath("a".into()));

@@ -13,7 +13,10 @@ pub struct HeadLimits {
 
 impl Default for HeadLimits {
     fn default() -> Self {
-        Self { max_bytes: 8 * 1024, max_headers: 64 }
+        Self {
+            max_bytes: 8 * 1024,
+            max_headers: 64,
+        }
     }
 }
 
@@ -111,7 +114,10 @@ impl HeadParser {
             .or_else(|| {
                 // A head ending in bare LFs is found too, so it is refused at once instead of
                 // waiting for the deadline.
-                buf[start..].windows(2).position(|w| w == b"\n\n").map(|i| start + i + 2)
+                buf[start..]
+                    .windows(2)
+                    .position(|w| w == b"\n\n")
+                    .map(|i| start + i + 2)
             });
         self.scanned = buf.len();
         found
@@ -119,13 +125,19 @@ impl HeadParser {
 }
 
 fn has_bare_lf(head: &[u8]) -> bool {
-    head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 fn to_request(parsed: &httparse::Request<'_, '_>) -> Result<Request<()>, HeadError> {
     let method = Method::from_bytes(parsed.method.unwrap_or("").as_bytes())
         .map_err(|_| HeadError::Malformed("method"))?;
-    let uri: Uri = parsed.path.unwrap_or("").parse().map_err(|_| HeadError::Malformed("request target"))?;
+    let uri: Uri = parsed
+        .path
+        .unwrap_or("")
+        .parse()
+        .map_err(|_| HeadError::Malformed("request target"))?;
     let version = match parsed.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
@@ -136,8 +148,8 @@ fn to_request(parsed: &httparse::Request<'_, '_>) -> Result<Request<()>, HeadErr
     for header in parsed.headers.iter() {
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| HeadError::Malformed("header name"))?;
-        let value =
-            HeaderValue::from_bytes(header.value).map_err(|_| HeadError::Malformed("header value"))?;
+        let value = HeaderValue::from_bytes(header.value)
+            .map_err(|_| HeadError::Malformed("header value"))?;
         if name == http::header::CONTENT_LENGTH {
             content_length += 1;
         } else if name == http::header::TRANSFER_ENCODING {
@@ -148,7 +160,9 @@ fn to_request(parsed: &httparse::Request<'_, '_>) -> Result<Request<()>, HeadErr
     if content_length > 1 || (content_length == 1 && transfer_encoding) {
         return Err(HeadError::AmbiguousFraming);
     }
-    request.body(()).map_err(|_| HeadError::Malformed("request"))
+    request
+        .body(())
+        .map_err(|_| HeadError::Malformed("request"))
 }
 
 #[cfg(test)]
@@ -176,9 +190,15 @@ mod tests {
         let bytes = b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n";
         let mut parser = HeadParser::new();
         for n in 1..bytes.len() {
-            assert!(matches!(parser.parse(&bytes[..n], &HeadLimits::default()), Ok(None)), "at {n}");
+            assert!(
+                matches!(parser.parse(&bytes[..n], &HeadLimits::default()), Ok(None)),
+                "at {n}"
+            );
         }
-        let (req, used) = parser.parse(bytes, &HeadLimits::default()).unwrap().unwrap();
+        let (req, used) = parser
+            .parse(bytes, &HeadLimits::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(used, bytes.len());
         assert_eq!(req.headers()["x"], "y");
     }
@@ -215,7 +235,12 @@ mod tests {
             b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
         ] {
             let err = parse_all(bytes).unwrap_err();
-            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{:?}", String::from_utf8_lossy(bytes));
+            assert_eq!(
+                err.status(),
+                StatusCode::BAD_REQUEST,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
         }
     }
 

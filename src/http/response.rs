@@ -8,12 +8,7 @@ use http::StatusCode;
 ///
 /// `extra` headers are written as given (they come from protocol errors, e.g.
 /// `Sec-WebSocket-Version: 13` on a 426).
-pub fn write_response(
-    dst: &mut Vec<u8>,
-    status: StatusCode,
-    extra: &[(&str, &str)],
-    body: &[u8],
-) {
+pub fn write_response(dst: &mut Vec<u8>, status: StatusCode, extra: &[(&str, &str)], body: &[u8]) {
     let mut head = String::with_capacity(128);
     let reason = status.canonical_reason().unwrap_or("");
     let _ = write!(head, "HTTP/1.1 {} {}\r\n", status.as_str(), reason);
@@ -23,7 +18,11 @@ pub fn write_response(
     if !body.is_empty() {
         head.push_str("Content-Type: text/plain; charset=utf-8\r\n");
     }
-    let _ = write!(head, "Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let _ = write!(
+        head,
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     dst.extend_from_slice(head.as_bytes());
     dst.extend_from_slice(body);
 }
@@ -57,7 +56,12 @@ mod tests {
     #[test]
     fn error_response_bytes() {
         let mut out = Vec::new();
-        write_response(&mut out, StatusCode::UPGRADE_REQUIRED, &[("Sec-WebSocket-Version", "13")], b"");
+        write_response(
+            &mut out,
+            StatusCode::UPGRADE_REQUIRED,
+            &[("Sec-WebSocket-Version", "13")],
+            b"",
+        );
         assert_eq!(
             out,
             b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"

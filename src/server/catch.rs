@@ -16,7 +16,9 @@ pub(crate) struct CatchUnwind<T> {
 
 impl<T> CatchUnwind<T> {
     pub(crate) fn new(future: impl Future<Output = T> + 'static) -> Self {
-        Self { inner: Some(Box::pin(future)) }
+        Self {
+            inner: Some(Box::pin(future)),
+        }
     }
 }
 

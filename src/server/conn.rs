@@ -54,7 +54,12 @@ pub(crate) async fn serve(
     let mut stream = stream;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
 
-    let head = match timeout(config.handshake_timeout, read_head(&mut stream, &mut buf, &config)).await {
+    let head = match timeout(
+        config.handshake_timeout,
+        read_head(&mut stream, &mut buf, &config),
+    )
+    .await
+    {
         Err(_) => return refuse(stream, StatusCode::REQUEST_TIMEOUT, &[]).await,
         Ok(HeadRead::Closed) => return,
         Ok(HeadRead::Invalid(e)) => return refuse(stream, e.status(), &[]).await,
@@ -95,8 +100,18 @@ pub(crate) async fn serve(
     core.register_open(guard.id, Rc::clone(&shared));
 
     let (reader, writer) = stream.into_split();
-    let writer = monoio::spawn(CatchUnwind::new(write_loop(writer, fd, Rc::clone(&shared), close_timeout)));
-    spawn_handler(route, WebSocket::new(Rc::clone(&shared), guard.id, Some(peer), None), Request::new(head, Some(peer)), Rc::clone(&shared));
+    let writer = monoio::spawn(CatchUnwind::new(write_loop(
+        writer,
+        fd,
+        Rc::clone(&shared),
+        close_timeout,
+    )));
+    spawn_handler(
+        route,
+        WebSocket::new(Rc::clone(&shared), guard.id, Some(peer), None),
+        Request::new(head, Some(peer)),
+        Rc::clone(&shared),
+    );
 
     read_loop(reader, buf, decoder, &shared).await;
     shared.borrow_mut().set_reader_done();
@@ -201,7 +216,12 @@ fn spawn_handler(route: WsRoute, ws: WebSocket, req: Request, shared: SharedRef)
 }
 
 /// Reads and decodes until the peer's close frame, EOF, a protocol error, or termination.
-async fn read_loop(mut reader: OwnedReadHalf<TcpStream>, mut buf: BytesMut, mut decoder: Decoder, shared: &SharedRef) {
+async fn read_loop(
+    mut reader: OwnedReadHalf<TcpStream>,
+    mut buf: BytesMut,
+    mut decoder: Decoder,
+    shared: &SharedRef,
+) {
     loop {
         loop {
             if shared.borrow().inbound_full() {
@@ -266,7 +286,12 @@ async fn drain_input(reader: &mut OwnedReadHalf<TcpStream>, mut buf: BytesMut) {
 /// Owns the write side: writes pongs, queued messages in order, then the close frame; after
 /// that, waits for the reader to see the peer's close and cuts the socket at the close
 /// timeout.
-async fn write_loop(mut writer: OwnedWriteHalf<TcpStream>, fd: RawFd, shared: SharedRef, close_timeout: Duration) {
+async fn write_loop(
+    mut writer: OwnedWriteHalf<TcpStream>,
+    fd: RawFd,
+    shared: SharedRef,
+    close_timeout: Duration,
+) {
     let mut spare = BytesMut::with_capacity(READ_CHUNK);
     loop {
         let job = poll_fn(|cx| shared.borrow_mut().poll_write_job(cx.waker(), &mut spare)).await;
@@ -309,7 +334,11 @@ async fn write_loop(mut writer: OwnedWriteHalf<TcpStream>, fd: RawFd, shared: Sh
     // the close timeout to finish, then cut the socket, which ends any pending read.
     let terminated = shared.borrow().terminated;
     if !terminated {
-        let _ = timeout(close_timeout, poll_fn(|cx| shared.borrow_mut().poll_reader_done(cx.waker()))).await;
+        let _ = timeout(
+            close_timeout,
+            poll_fn(|cx| shared.borrow_mut().poll_reader_done(cx.waker())),
+        )
+        .await;
     }
     // SAFETY: as above; shutting down an fd whose peer already left is harmless.
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };

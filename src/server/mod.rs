@@ -131,10 +131,9 @@ impl Server {
     ///
     /// Address resolution, socket, bind or listen errors, and runtime start-up failures.
     pub fn listen(self, addr: impl ToSocketAddrs) -> io::Result<ServerHandle> {
-        let addr = addr
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on"))?;
+        let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on")
+        })?;
         let cpus = allowed_cpus();
         let workers = self.workers.unwrap_or(cpus.len()).max(1);
 
@@ -182,7 +181,12 @@ impl Server {
                 }
             }
         }
-        Ok(ServerHandle { local_addr: bound, workers, shutdown, threads })
+        Ok(ServerHandle {
+            local_addr: bound,
+            workers,
+            shutdown,
+            threads,
+        })
     }
 }
 
@@ -261,7 +265,12 @@ pub(crate) struct Shutdown {
 impl Default for Shutdown {
     fn default() -> Self {
         let (tx, rx) = async_channel::bounded(1);
-        Self { tx, rx, triggered: Mutex::new(false), cond: Condvar::new() }
+        Self {
+            tx,
+            rx,
+            triggered: Mutex::new(false),
+            cond: Condvar::new(),
+        }
     }
 }
 
@@ -306,7 +315,9 @@ pub(crate) fn allowed_cpus() -> Vec<usize> {
     let cpus = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
-            (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+                .collect()
         } else {
             Vec::new()
         }

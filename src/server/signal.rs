@@ -27,7 +27,10 @@ extern "C" fn on_signal(_signal: libc::c_int) {
 /// Makes SIGINT and SIGTERM start a graceful shutdown of `shutdown`; a second signal while
 /// shutting down exits the process at once (status 130).
 pub(crate) fn watch(shutdown: Weak<Shutdown>) -> io::Result<()> {
-    WATCHERS.lock().unwrap_or_else(|e| e.into_inner()).push(shutdown);
+    WATCHERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(shutdown);
     match INSTALLED.get_or_init(install) {
         Ok(()) => Ok(()),
         Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
@@ -55,29 +58,31 @@ fn install() -> io::Result<()> {
             }
         }
     }
-    std::thread::Builder::new().name("ringsocket-signals".into()).spawn(move || {
-        let mut seen = 0u32;
-        loop {
-            let mut byte = 0u8;
-            // SAFETY: reading one byte into a live local from our own pipe.
-            let n = unsafe { libc::read(read_fd, (&mut byte as *mut u8).cast(), 1) };
-            if n <= 0 {
-                if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                    continue;
+    std::thread::Builder::new()
+        .name("ringsocket-signals".into())
+        .spawn(move || {
+            let mut seen = 0u32;
+            loop {
+                let mut byte = 0u8;
+                // SAFETY: reading one byte into a live local from our own pipe.
+                let n = unsafe { libc::read(read_fd, (&mut byte as *mut u8).cast(), 1) };
+                if n <= 0 {
+                    if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return;
                 }
-                return;
+                seen += 1;
+                if seen > 1 {
+                    tracing::warn!("second signal: exiting without waiting for the drain");
+                    std::process::exit(130);
+                }
+                tracing::info!("signal received: shutting down gracefully");
+                let watchers = WATCHERS.lock().unwrap_or_else(|e| e.into_inner());
+                for shutdown in watchers.iter().filter_map(Weak::upgrade) {
+                    shutdown.trigger();
+                }
             }
-            seen += 1;
-            if seen > 1 {
-                tracing::warn!("second signal: exiting without waiting for the drain");
-                std::process::exit(130);
-            }
-            tracing::info!("signal received: shutting down gracefully");
-            let watchers = WATCHERS.lock().unwrap_or_else(|e| e.into_inner());
-            for shutdown in watchers.iter().filter_map(Weak::upgrade) {
-                shutdown.trigger();
-            }
-        }
-    })?;
+        })?;
     Ok(())
 }

@@ -67,7 +67,10 @@ impl CoreState {
         self.active.set(self.active.get() + 1);
         let id = self.next_id();
         self.handshaking.borrow_mut().insert(id, fd);
-        ConnGuard { core: Rc::clone(self), id }
+        ConnGuard {
+            core: Rc::clone(self),
+            id,
+        }
     }
 
     pub(crate) fn register_open(&self, id: u64, shared: SharedRef) {
@@ -109,7 +112,10 @@ pub(crate) fn run(ctx: WorkerContext) {
             tracing::warn!(worker = ctx.index, cpu, "could not pin worker: {e:?}");
         }
     }
-    let runtime = RuntimeBuilder::<FusionDriver>::new().with_entries(1024).enable_timer().build();
+    let runtime = RuntimeBuilder::<FusionDriver>::new()
+        .with_entries(1024)
+        .enable_timer()
+        .build();
     let mut runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
@@ -141,10 +147,19 @@ async fn serve(ctx: WorkerContext) {
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let task = conn::serve(stream, peer, ctx.app.clone(), Rc::clone(&core), Arc::clone(&ctx.config));
+                let task = conn::serve(
+                    stream,
+                    peer,
+                    ctx.app.clone(),
+                    Rc::clone(&core),
+                    Arc::clone(&ctx.config),
+                );
                 monoio::spawn(async move {
                     if let Err(payload) = CatchUnwind::new(task).await {
-                        tracing::error!("connection task panicked: {}", super::catch::panic_message(&*payload));
+                        tracing::error!(
+                            "connection task panicked: {}",
+                            super::catch::panic_message(&*payload)
+                        );
                     }
                 });
             }
@@ -166,7 +181,10 @@ async fn serve(ctx: WorkerContext) {
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// Graceful end of a core: 1001 to every open connection, cut the ones still in their HTTP
@@ -174,7 +192,9 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 async fn drain(core: &Rc<CoreState>, config: &ServerConfig) {
     core.shutting_down.set(true);
     for shared in core.open.borrow().values() {
-        shared.borrow_mut().start_close(1001, "server shutting down");
+        shared
+            .borrow_mut()
+            .start_close(1001, "server shutting down");
     }
     for &fd in core.handshaking.borrow().values() {
         // Wakes the pending read of a connection that has not sent its head yet. A client
@@ -183,13 +203,25 @@ async fn drain(core: &Rc<CoreState>, config: &ServerConfig) {
         // before its socket is dropped).
         unsafe { libc::shutdown(fd, libc::SHUT_RD) };
     }
-    let drained = monoio::time::timeout(config.drain_timeout, poll_fn(|cx| core.poll_idle(cx.waker()))).await;
+    let drained = monoio::time::timeout(
+        config.drain_timeout,
+        poll_fn(|cx| core.poll_idle(cx.waker())),
+    )
+    .await;
     if drained.is_err() {
         let open = core.open.borrow().len();
-        tracing::warn!(worker = core.index, open, "drain timeout: terminating remaining connections");
+        tracing::warn!(
+            worker = core.index,
+            open,
+            "drain timeout: terminating remaining connections"
+        );
         for shared in core.open.borrow().values() {
             shared.borrow_mut().terminate();
         }
-        let _ = monoio::time::timeout(Duration::from_secs(1), poll_fn(|cx| core.poll_idle(cx.waker()))).await;
+        let _ = monoio::time::timeout(
+            Duration::from_secs(1),
+            poll_fn(|cx| core.poll_idle(cx.waker())),
+        )
+        .await;
     }
 }

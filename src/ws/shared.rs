@@ -130,10 +130,12 @@ impl Shared {
         }))
     }
 
-
     // ---- the handle's side ----
 
-    pub(crate) fn poll_recv(&mut self, waker: &Waker) -> Poll<Option<Result<Message, ProtocolError>>> {
+    pub(crate) fn poll_recv(
+        &mut self,
+        waker: &Waker,
+    ) -> Poll<Option<Result<Message, ProtocolError>>> {
         if let Some(message) = self.inbound.pop_front() {
             self.inbound_bytes -= message.payload().len();
             if let Some(w) = self.room_waker.take() {
@@ -166,7 +168,11 @@ impl Shared {
     }
 
     /// Queues a data message. The caller checked the phase.
-    pub(crate) fn queue_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), crate::Error> {
+    pub(crate) fn queue_data(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<(), crate::Error> {
         if self.phase != Phase::Open || self.terminated {
             return Err(crate::Error::Closed);
         }
@@ -180,7 +186,11 @@ impl Shared {
     }
 
     /// Queues a ping or pong the application asked for.
-    pub(crate) fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), crate::Error> {
+    pub(crate) fn queue_control(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<(), crate::Error> {
         if self.phase != Phase::Open || self.terminated {
             return Err(crate::Error::Closed);
         }
@@ -333,7 +343,6 @@ impl Shared {
         }
     }
 
-
     // ---- the writer's side ----
 
     /// What the writer should do next.
@@ -358,7 +367,9 @@ impl Shared {
             spare.clear();
             spare.extend_from_slice(&close);
             self.close_written = true;
-            return Poll::Ready(WriteJob::Close { shutdown: self.shutdown_after_close });
+            return Poll::Ready(WriteJob::Close {
+                shutdown: self.shutdown_after_close,
+            });
         }
         if self.close_written || self.phase == Phase::Closed {
             return Poll::Ready(WriteJob::Stop);
@@ -371,7 +382,11 @@ impl Shared {
     /// out count as written.
     pub(crate) fn on_data_written(&mut self, n: usize) {
         self.written_bytes += n as u64;
-        while self.out_ends.front().is_some_and(|&end| end <= self.written_bytes) {
+        while self
+            .out_ends
+            .front()
+            .is_some_and(|&end| end <= self.written_bytes)
+        {
             self.out_ends.pop_front();
             self.report.written += 1;
         }
@@ -399,7 +414,6 @@ impl Shared {
         self.reader_done_waker = Some(waker.clone());
         Poll::Pending
     }
-
 
     pub(crate) fn mark_clean(&mut self) {
         self.report.clean = self.close_written && self.report.received.is_some();

@@ -61,7 +61,12 @@ impl WebSocket {
         peer_addr: Option<SocketAddr>,
         protocol: Option<String>,
     ) -> Self {
-        Self { shared, id, peer_addr, protocol }
+        Self {
+            shared,
+            id,
+            peer_addr,
+            protocol,
+        }
     }
 
     /// The connection's id, unique on this server.

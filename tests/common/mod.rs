@@ -13,7 +13,10 @@ use ringsocket::{App, Server, ServerHandle};
 
 /// Starts `app` on 127.0.0.1:0 with 2 workers.
 pub fn start(app: App) -> ServerHandle {
-    Server::new(app).workers(2).listen("127.0.0.1:0").expect("server starts")
+    Server::new(app)
+        .workers(2)
+        .listen("127.0.0.1:0")
+        .expect("server starts")
 }
 
 /// An echo app on `/`.
@@ -37,14 +40,18 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         .build()
         .expect("runtime")
         .block_on(async move {
-            monoio::time::timeout(Duration::from_secs(20), future).await.expect("test timed out")
+            monoio::time::timeout(Duration::from_secs(20), future)
+                .await
+                .expect("test timed out")
         })
 }
 
 /// Sends raw bytes and returns everything the server answers until it closes (or 5 s pass).
 pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     stream.write_all(request).unwrap();
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
@@ -54,7 +61,10 @@ pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
 /// The status code of a raw HTTP response.
 pub fn status_of(response: &[u8]) -> u16 {
     let text = String::from_utf8_lossy(response);
-    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"))
 }
 
 /// A valid upgrade request for `path`, with extra header lines.
