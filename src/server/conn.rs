@@ -41,6 +41,9 @@ const MAX_READ_CHUNK: usize = 256 * 1024;
 /// How long a refused request's connection is drained before it is closed, so the client reads
 /// the answer instead of a reset.
 const LINGER: Duration = Duration::from_secs(2);
+/// Longest wait for the handler to take earlier messages before a close is answered or a
+/// protocol error fails the connection.
+const CATCH_UP: Duration = Duration::from_secs(1);
 
 pub(crate) async fn serve(
     stream: TcpStream,
@@ -194,6 +197,9 @@ async fn linger<R: AsyncReadRent>(reader: &mut R, fd: RawFd) {
 fn spawn_handler(route: WsRoute, ws: WebSocket, req: Request, shared: SharedRef) {
     let future = (route.handler)(ws, req);
     monoio::spawn(async move {
+        // Runs before the handler's first poll; the reader, on this same core, only looks at
+        // the flag after that poll has finished.
+        shared.borrow_mut().handler_started();
         let outcome = CatchUnwind::new(future).await;
         let mut shared = shared.borrow_mut();
         shared.handler_running = false;
@@ -235,6 +241,7 @@ async fn read_loop(
                     Frame::Ping(payload) => shared.borrow_mut().on_ping(payload),
                     Frame::Pong(_) => {}
                     Frame::Close(close) => {
+                        catch_up(shared).await;
                         shared.borrow_mut().on_close_frame(close);
                         return;
                     }
@@ -243,6 +250,7 @@ async fn read_loop(
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!("protocol error: {e}");
+                    catch_up(shared).await;
                     shared.borrow_mut().on_protocol_error(e);
                     drain_input(&mut reader, buf).await;
                     return;
@@ -264,6 +272,12 @@ async fn read_loop(
             Ok(_) => {}
         }
     }
+}
+
+/// Lets the handler take the messages that arrived before a close frame or a protocol
+/// error (see `Shared::poll_handler_caught_up`), for at most [`CATCH_UP`].
+async fn catch_up(shared: &SharedRef) {
+    let _ = timeout(CATCH_UP, poll_fn(|cx| shared.borrow_mut().poll_handler_caught_up(cx.waker()))).await;
 }
 
 /// After failing the connection: discard input until the peer closes (the writer cuts the

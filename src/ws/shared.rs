@@ -51,6 +51,9 @@ pub(crate) enum Phase {
 
 pub(crate) type SharedRef = Rc<RefCell<Shared>>;
 
+/// Most pongs waiting to be written; see `Shared::pending_pongs`.
+const MAX_PENDING_PONGS: usize = 16;
+
 /// The state itself.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -76,8 +79,10 @@ pub(crate) struct Shared {
     out_total: u64,
     /// Bytes of the data stream written to the socket.
     written_bytes: u64,
-    /// The latest unanswered ping's payload: pongs are coalesced (RFC 6455 5.5.3).
-    pending_pong: Option<Bytes>,
+    /// Pongs owed, oldest first. Bounded: past [`MAX_PENDING_PONGS`] the oldest is dropped,
+    /// as RFC 6455 5.5.3 allows answering only the most recent ping, so a ping flood from a
+    /// peer that does not read cannot grow memory.
+    pending_pongs: VecDeque<Bytes>,
     /// Encoded close frame, written after everything queued before it.
     pending_close: Option<Bytes>,
     close_written: bool,
@@ -93,6 +98,10 @@ pub(crate) struct Shared {
     pub(crate) handler_running: bool,
     /// The [`WebSocket`](super::WebSocket) handle still exists somewhere.
     pub(crate) handle_alive: bool,
+    /// The handler's task has been polled (it is spawned, so it may start after the reader).
+    handler_polled: bool,
+    /// The handler has asked for messages at least once.
+    recv_called: bool,
     /// The reader has stopped: the peer closed, left, or broke the protocol.
     reader_done: bool,
     reader_done_waker: Option<Waker>,
@@ -115,7 +124,7 @@ impl Shared {
             out_ends: VecDeque::new(),
             out_total: 0,
             written_bytes: 0,
-            pending_pong: None,
+            pending_pongs: VecDeque::new(),
             pending_close: None,
             close_written: false,
             shutdown_after_close: false,
@@ -124,6 +133,8 @@ impl Shared {
             terminated: false,
             handler_running: true,
             handle_alive: true,
+            handler_polled: false,
+            recv_called: false,
             reader_done: false,
             reader_done_waker: None,
             report: CloseReport::default(),
@@ -136,6 +147,7 @@ impl Shared {
         &mut self,
         waker: &Waker,
     ) -> Poll<Option<Result<Message, ProtocolError>>> {
+        self.recv_called = true;
         if let Some(message) = self.inbound.pop_front() {
             self.inbound_bytes -= message.payload().len();
             if let Some(w) = self.room_waker.take() {
@@ -261,6 +273,28 @@ impl Shared {
         Poll::Pending
     }
 
+    /// Whether the handler has taken every message received so far (and, since the handler
+    /// runs between the reader's polls, has queued whatever it sends in reply). The reader
+    /// waits for this before answering the peer's close or failing the connection, so replies
+    /// to earlier messages go out before our close frame, as they would from a server that
+    /// handled each message as it was read. A handler that never reads is not waited for.
+    pub(crate) fn poll_handler_caught_up(&mut self, waker: &Waker) -> Poll<()> {
+        let never_reads = self.handler_polled && !self.recv_called;
+        if self.inbound.is_empty() || !self.handler_running || never_reads || self.terminated {
+            return Poll::Ready(());
+        }
+        self.room_waker = Some(waker.clone());
+        Poll::Pending
+    }
+
+    /// The handler's task is about to be polled for the first time.
+    pub(crate) fn handler_started(&mut self) {
+        self.handler_polled = true;
+        if let Some(w) = self.room_waker.take() {
+            w.wake();
+        }
+    }
+
     /// Hands a decoded data message to `recv`, unless we are already closing (RFC 6455 allows
     /// discarding data after sending a close frame).
     pub(crate) fn push_inbound(&mut self, message: Message) {
@@ -277,7 +311,10 @@ impl Shared {
     /// Answers a ping, coalescing with any pong not yet written.
     pub(crate) fn on_ping(&mut self, payload: Bytes) {
         if self.phase == Phase::Open {
-            self.pending_pong = Some(payload);
+            if self.pending_pongs.len() == MAX_PENDING_PONGS {
+                self.pending_pongs.pop_front();
+            }
+            self.pending_pongs.push_back(payload);
             self.wake_writer();
         }
     }
@@ -350,9 +387,11 @@ impl Shared {
         if self.terminated {
             return Poll::Ready(WriteJob::Stop);
         }
-        if let Some(payload) = self.pending_pong.take() {
+        if !self.pending_pongs.is_empty() {
             spare.clear();
-            encode_frame(spare, true, false, OpCode::Pong, None, &payload);
+            for payload in self.pending_pongs.drain(..) {
+                encode_frame(spare, true, false, OpCode::Pong, None, &payload);
+            }
             return Poll::Ready(WriteJob::Control);
         }
         if !self.out.is_empty() {
