@@ -41,6 +41,10 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Before the ready line, so a supervisor that signals as soon as it sees it is honoured.
+    if let Err(e) = server.watch_signals() {
+        eprintln!("echo: cannot watch SIGINT/SIGTERM: {e}");
+    }
     println!(
         "listening on {} ({} workers)",
         server.local_addr(),

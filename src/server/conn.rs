@@ -3,10 +3,12 @@
 //! and decodes, a writer task owns the socket's write side, and the handler runs on its own.
 
 use std::{
+    cell::RefCell,
     future::poll_fn,
     net::SocketAddr,
     os::fd::{AsRawFd, RawFd},
     rc::Rc,
+    rc::Weak,
     sync::Arc,
     time::Duration,
 };
@@ -95,20 +97,19 @@ pub(crate) async fn serve(
     let options = app.ws_options().clone();
     let decoder = Decoder::new(DecoderConfig {
         max_message_size: options.max_payload,
-        max_fragments: options.max_fragments,
+        max_fragments: options.get_max_fragments(),
         ..DecoderConfig::server()
     });
     let close_timeout = options.close_timeout;
     let shared = Shared::new(options);
+    shared.borrow_mut().attach(
+        socket_cutter(fd),
+        close_timer(Rc::downgrade(&shared), close_timeout),
+    );
     core.register_open(guard.id, Rc::clone(&shared));
 
     let (reader, writer) = stream.into_split();
-    let writer = monoio::spawn(CatchUnwind::new(write_loop(
-        writer,
-        fd,
-        Rc::clone(&shared),
-        close_timeout,
-    )));
+    let writer = monoio::spawn(CatchUnwind::new(write_loop(writer, fd, Rc::clone(&shared))));
     spawn_handler(
         route,
         WebSocket::new(Rc::clone(&shared), guard.id, Some(peer), None),
@@ -124,7 +125,7 @@ pub(crate) async fn serve(
     let report = {
         let mut shared = shared.borrow_mut();
         shared.mark_clean();
-        shared.set_closed();
+        shared.set_finished();
         shared.report()
     };
     tracing::debug!(id = guard.id, ?report, "connection closed");
@@ -277,7 +278,11 @@ async fn read_loop(
 /// Lets the handler take the messages that arrived before a close frame or a protocol
 /// error (see `Shared::poll_handler_caught_up`), for at most [`CATCH_UP`].
 async fn catch_up(shared: &SharedRef) {
-    let _ = timeout(CATCH_UP, poll_fn(|cx| shared.borrow_mut().poll_handler_caught_up(cx.waker()))).await;
+    let _ = timeout(
+        CATCH_UP,
+        poll_fn(|cx| shared.borrow_mut().poll_handler_caught_up(cx.waker())),
+    )
+    .await;
 }
 
 /// After failing the connection: discard input until the peer closes (the writer cuts the
@@ -300,12 +305,7 @@ async fn drain_input(reader: &mut OwnedReadHalf<TcpStream>, mut buf: BytesMut) {
 /// Owns the write side: writes pongs, queued messages in order, then the close frame; after
 /// that, waits for the reader to see the peer's close and cuts the socket at the close
 /// timeout.
-async fn write_loop(
-    mut writer: OwnedWriteHalf<TcpStream>,
-    fd: RawFd,
-    shared: SharedRef,
-    close_timeout: Duration,
-) {
+async fn write_loop(mut writer: OwnedWriteHalf<TcpStream>, fd: RawFd, shared: SharedRef) {
     let mut spare = BytesMut::with_capacity(READ_CHUNK);
     loop {
         let job = poll_fn(|cx| shared.borrow_mut().poll_write_job(cx.waker(), &mut spare)).await;
@@ -344,16 +344,33 @@ async fn write_loop(
             }
         }
     }
-    // Whatever the reason we stopped writing, the reader must not wait forever: give the peer
-    // the close timeout to finish, then cut the socket, which ends any pending read.
-    let terminated = shared.borrow().terminated;
-    if !terminated {
-        let _ = timeout(
-            close_timeout,
-            poll_fn(|cx| shared.borrow_mut().poll_reader_done(cx.waker())),
-        )
-        .await;
-    }
-    // SAFETY: as above; shutting down an fd whose peer already left is harmless.
-    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    // Wait for the peer's close (the reader ends); the close timer, armed when the close
+    // began, terminates the connection if it does not come in time.
+    poll_fn(|cx| shared.borrow_mut().poll_reader_done(cx.waker())).await;
+    // The write half is the last owner of the socket: once this task ends the fd is closed
+    // and may be reused, so the cutter must go first.
+    shared.borrow_mut().detach();
+}
+
+/// Cuts both directions of the socket: a pending read returns EOF, a pending write fails.
+fn socket_cutter(fd: RawFd) -> Box<dyn Fn()> {
+    Box::new(move || {
+        // SAFETY: the cutter is removed (`Shared::detach`) before the socket is closed, so
+        // `fd` is still this connection's socket whenever this runs.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    })
+}
+
+/// Once the close begins (or the peer leaves), the connection has `close_timeout` to finish;
+/// then it is terminated, whatever it is waiting for (a close reply, a write to a peer that
+/// does not read).
+fn close_timer(shared: Weak<RefCell<Shared>>, close_timeout: Duration) -> Box<dyn FnOnce()> {
+    Box::new(move || {
+        monoio::spawn(async move {
+            monoio::time::sleep(close_timeout).await;
+            if let Some(shared) = shared.upgrade() {
+                shared.borrow_mut().terminate();
+            }
+        });
+    })
 }

@@ -233,11 +233,22 @@ impl ServerHandle {
     /// Blocks until SIGINT or SIGTERM (or [`shutdown`](Self::shutdown) from elsewhere), then
     /// shuts down gracefully and returns when every worker has stopped.
     pub fn run(self) {
-        if let Err(e) = signal::watch(Arc::downgrade(&self.shutdown)) {
+        if let Err(e) = self.watch_signals() {
             tracing::error!("cannot watch signals ({e}); stop with the shutdown handle");
         }
         self.shutdown.wait_triggered();
         self.wait();
+    }
+
+    /// Makes SIGINT and SIGTERM start this server's graceful shutdown (a second signal exits
+    /// the process at once with status 130). [`run`](Self::run) does this itself; call it
+    /// earlier to close the window between `listen` and `run`.
+    ///
+    /// # Errors
+    ///
+    /// When the signal handlers or their thread cannot be set up.
+    pub fn watch_signals(&self) -> io::Result<()> {
+        signal::watch(Arc::downgrade(&self.shutdown))
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct WsOptions {
     pub(crate) max_payload: usize,
-    pub(crate) max_fragments: usize,
+    max_fragments: Option<usize>,
     pub(crate) close_timeout: Duration,
     pub(crate) max_backpressure: usize,
     pub(crate) max_inbound: usize,
@@ -33,7 +33,7 @@ impl WsOptions {
     pub fn new() -> Self {
         Self {
             max_payload: 1 << 20,
-            max_fragments: 4096,
+            max_fragments: None,
             close_timeout: Duration::from_secs(5),
             max_backpressure: 1 << 20,
             max_inbound: 1 << 20,
@@ -50,11 +50,13 @@ impl WsOptions {
     }
 
     /// Most frames one message may arrive in, empty continuation frames included; more closes
-    /// the connection with 1008. Bounds the memory and CPU a peer can spend on one message
-    /// with tiny fragments. Default 4096.
+    /// the connection with 1008. Fragments are copied into one buffer as they arrive, so they
+    /// hold no memory of their own; the limit bounds the work a peer can cause with tiny or
+    /// empty fragments. Default: one fragment per 64 bytes of
+    /// [`max_payload`](Self::max_payload), at least 4096 (16,384 for the 1 MiB default).
     #[must_use]
     pub fn max_fragments(mut self, frames: usize) -> Self {
-        self.max_fragments = frames.max(1);
+        self.max_fragments = Some(frames.max(1));
         self
     }
 
@@ -86,6 +88,12 @@ impl WsOptions {
     /// The configured [`max_payload`](Self::max_payload).
     pub fn get_max_payload(&self) -> usize {
         self.max_payload
+    }
+
+    /// The fragment limit in force (see [`max_fragments`](Self::max_fragments)).
+    pub fn get_max_fragments(&self) -> usize {
+        self.max_fragments
+            .unwrap_or((self.max_payload / 64).max(4096))
     }
 
     /// The configured [`close_timeout`](Self::close_timeout).

@@ -55,7 +55,6 @@ pub(crate) type SharedRef = Rc<RefCell<Shared>>;
 const MAX_PENDING_PONGS: usize = 16;
 
 /// The state itself.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) phase: Phase,
     options: WsOptions,
@@ -102,6 +101,14 @@ pub(crate) struct Shared {
     handler_polled: bool,
     /// The handler has asked for messages at least once.
     recv_called: bool,
+    /// Cuts the socket (both directions), ending any read or write in flight. Installed by
+    /// the driver and removed before the socket is closed, so it never touches a reused fd.
+    cutter: Option<Box<dyn Fn()>>,
+    /// Starts the close timer; called once, when the close begins or the peer leaves.
+    close_timer: Option<Box<dyn FnOnce()>>,
+    /// The connection is over and its report final.
+    finished: bool,
+    finished_wakers: Vec<Waker>,
     /// The reader has stopped: the peer closed, left, or broke the protocol.
     reader_done: bool,
     reader_done_waker: Option<Waker>,
@@ -135,6 +142,10 @@ impl Shared {
             handle_alive: true,
             handler_polled: false,
             recv_called: false,
+            cutter: None,
+            close_timer: None,
+            finished: false,
+            finished_wakers: Vec::new(),
             reader_done: false,
             reader_done_waker: None,
             report: CloseReport::default(),
@@ -227,12 +238,31 @@ impl Shared {
         true
     }
 
+    /// Installs the driver's socket cutter and close timer.
+    pub(crate) fn attach(&mut self, cutter: Box<dyn Fn()>, close_timer: Box<dyn FnOnce()>) {
+        self.cutter = Some(cutter);
+        self.close_timer = Some(close_timer);
+    }
+
+    fn arm_close_timer(&mut self) {
+        if let Some(arm) = self.close_timer.take() {
+            arm();
+        }
+    }
+
+    /// The socket is about to be closed: forget how to cut it.
+    pub(crate) fn detach(&mut self) {
+        self.cutter = None;
+        self.close_timer = None;
+    }
+
     fn queue_close_frame(&mut self, code: Option<u16>, payload: &[u8]) {
         let mut frame = BytesMut::with_capacity(2 + payload.len());
         encode_frame(&mut frame, true, false, OpCode::Close, None, payload);
         self.pending_close = Some(frame.freeze());
         self.report.sent_code = code;
         self.phase = Phase::Closing;
+        self.arm_close_timer();
         self.wake_senders();
         self.wake_writer();
     }
@@ -245,6 +275,9 @@ impl Shared {
         self.terminated = true;
         self.phase = Phase::Closed;
         self.inbound_done = true;
+        if let Some(cut) = &self.cutter {
+            cut();
+        }
         self.wake_all();
     }
 
@@ -365,6 +398,7 @@ impl Shared {
     /// The socket hit EOF or an error: nothing more will be read, nothing can be written.
     pub(crate) fn on_read_end(&mut self) {
         self.finish_inbound();
+        self.arm_close_timer();
         if self.report.received.is_none() {
             // No close frame: an abnormal closure, the writer gives up too.
             self.phase = Phase::Closed;
@@ -458,10 +492,26 @@ impl Shared {
         self.report.clean = self.close_written && self.report.received.is_some();
     }
 
-    pub(crate) fn set_closed(&mut self) {
+    /// The connection is over: the report is final.
+    pub(crate) fn set_finished(&mut self) {
         self.phase = Phase::Closed;
         self.inbound_done = true;
+        self.finished = true;
+        self.detach();
+        for w in self.finished_wakers.drain(..) {
+            w.wake();
+        }
         self.wake_all();
+    }
+
+    pub(crate) fn poll_finished(&mut self, waker: &Waker) -> Poll<CloseReport> {
+        if self.finished {
+            return Poll::Ready(self.report());
+        }
+        if !self.finished_wakers.iter().any(|w| w.will_wake(waker)) {
+            self.finished_wakers.push(waker.clone());
+        }
+        Poll::Pending
     }
 
     fn wake_writer(&mut self) {
@@ -488,6 +538,17 @@ impl Shared {
         if let Some(w) = self.reader_done_waker.take() {
             w.wake();
         }
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("phase", &self.phase)
+            .field("inbound", &self.inbound.len())
+            .field("queued_bytes", &self.out.len())
+            .field("report", &self.report)
+            .finish_non_exhaustive()
     }
 }
 

@@ -162,6 +162,13 @@ impl WebSocket {
         self.shared.borrow().buffered_amount()
     }
 
+    /// Waits until the connection is over (close handshake done, peer gone, or terminated)
+    /// and returns its final report: every message accepted by `send` is in `written` or
+    /// `unsent`.
+    pub async fn closed(&self) -> CloseReport {
+        poll_fn(|cx| self.shared.borrow_mut().poll_finished(cx.waker())).await
+    }
+
     /// Counts so far: messages accepted, written, and the close codes seen.
     pub fn report(&self) -> CloseReport {
         self.shared.borrow().report()
