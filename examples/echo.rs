@@ -46,9 +46,10 @@ fn main() {
         eprintln!("echo: cannot watch SIGINT/SIGTERM: {e}");
     }
     println!(
-        "listening on {} ({} workers)",
+        "listening on {} ({} workers, {})",
         server.local_addr(),
-        server.workers()
+        server.workers(),
+        server.driver()
     );
     server.run();
 }

@@ -4,6 +4,10 @@
 # Run `scripts/autobahn.sh --help` for usage.
 set -euo pipefail
 
+# The whole script is one `{ ...; }` block, so bash parses all of it before running any of it:
+# editing or replacing this file while a run is in progress cannot corrupt that run.
+{
+
 usage() {
   cat <<'EOF'
 Usage: scripts/autobahn.sh [options]
@@ -57,6 +61,7 @@ AUTOBAHN_VERSION=25.10.1
 VIRTUALENV_SPEC='virtualenv<20.22'
 PY2_VERSION=2.7.18
 VENV_ROOT=${AUTOBAHN_VENV:-$SCRIPT_DIR/.autobahn-venv}
+if [[ $VENV_ROOT != /* ]]; then VENV_ROOT=$PWD/$VENV_ROOT; fi
 BOOTSTRAP_DIR=$VENV_ROOT/bootstrap # virtualenv, installed with pip --target
 VENV_DIR=$VENV_ROOT/py27           # the virtualenv that holds wstest
 MARKER=$VENV_ROOT/.installed
@@ -121,6 +126,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 command -v python3 >/dev/null || die "python3 is required"
+[[ $RUN_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "AUTOBAHN_RUN_TIMEOUT must be a positive number of seconds"
 export PYTHONDONTWRITEBYTECODE=1
 unset PYTHONPATH PYTHONHOME
 
@@ -130,9 +136,9 @@ unset PYTHONPATH PYTHONHOME
 server_pid=
 wstest_pid=
 work_dir=
-# shellcheck disable=SC2317  # only reached through the EXIT trap
 # stop_pid PID: TERM, then KILL after 5s; when PID leads its own process group (the server is
 # started with setsid), the whole group, so that wrappers such as `cargo run` take their child along.
+# shellcheck disable=SC2317  # only reached through the EXIT trap
 stop_pid() {
   local pid=$1 target=$1 pgid _
   kill -0 "$pid" 2>/dev/null || return 0
@@ -218,13 +224,42 @@ wstest_works() {
       "$VENV_DIR/lib/python2.7/site-packages" >/dev/null 2>&1
 }
 
+installed() {
+  [[ -f $MARKER && $(<"$MARKER") == "$1" ]] && wstest_works
+}
+
+# lock MODE FD DIR: flock(1) wrapper (no-op without flock). The install lock is held shared while
+# a run uses the installation and exclusive while (re)installing, so concurrent runs neither
+# install over each other nor delete the virtualenv under a running wstest; the report directory
+# lock is exclusive.
+lock_fd=
+report_lock_fd=
+lock() {
+  command -v flock >/dev/null 2>&1 || return 0
+  flock -n "$1" "$2" && return 0
+  log "waiting for another scripts/autobahn.sh to finish with $3 ..."
+  flock "$1" "$2"
+}
+
 install_wstest() {
-  local py2 stamp started=$SECONDS
+  local py2 stamp
   py2=$(find_python2)
   stamp=$(install_stamp "$py2")
-  if [[ -f $MARKER && $(<"$MARKER") == "$stamp" ]] && wstest_works; then
+  mkdir -p "$VENV_ROOT"
+  exec {lock_fd}>>"$VENV_ROOT/.lock"
+  lock -s "$lock_fd" "$VENV_ROOT"
+  if installed "$stamp"; then
     return 0
   fi
+  lock -x "$lock_fd" "$VENV_ROOT"
+  if ! installed "$stamp"; then
+    do_install "$py2" "$stamp"
+  fi
+  lock -s "$lock_fd" "$VENV_ROOT"
+}
+
+do_install() {
+  local py2=$1 stamp=$2 started=$SECONDS
   log "installing Autobahn|Testsuite $AUTOBAHN_VERSION into $VENV_ROOT (one-time, takes a minute or two)"
   command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 ||
     log "warning: no C compiler found; building wsaccel/ujson/cffi wheels for Python 2.7 will fail"
@@ -235,7 +270,6 @@ install_wstest() {
     PYTHONNOUSERSITE=1 PYTHONWARNINGS=ignore
 
   rm -f "$MARKER"
-  mkdir -p "$VENV_ROOT"
   "$py2" -m pip --version >/dev/null 2>&1 || "$py2" -m ensurepip --default-pip ||
     die "$py2 has no pip and ensurepip failed"
 
@@ -282,6 +316,8 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 
 mkdir -p "$REPORT_DIR"
 REPORT_DIR=$(cd "$REPORT_DIR" && pwd)
+exec {report_lock_fd}>>"$REPORT_DIR/.lock"
+lock -x "$report_lock_fd" "$REPORT_DIR (set AUTOBAHN_REPORT_DIR to run in parallel)"
 outdir=$REPORT_DIR/reports
 rm -rf "$outdir" "$REPORT_DIR/server.log" "$REPORT_DIR/wstest.log" "$REPORT_DIR/spec.json"
 spec=$work_dir/spec.json
@@ -348,7 +384,8 @@ log "starting server: ${server_cmd[*]} --port $port ${SERVER_ARGS[*]}${MONOIO_FO
 # setsid: own process group, so cleanup can stop everything the server command spawned.
 setsid_cmd=()
 if command -v setsid >/dev/null 2>&1; then setsid_cmd=(setsid); fi
-"${setsid_cmd[@]}" "${server_cmd[@]}" --port "$port" "${SERVER_ARGS[@]}" </dev/null >"$server_log" 2>&1 &
+"${setsid_cmd[@]}" "${server_cmd[@]}" --port "$port" "${SERVER_ARGS[@]}" \
+  </dev/null >"$server_log" 2>&1 {lock_fd}>&- {report_lock_fd}>&- &
 server_pid=$!
 
 deadline=$((SECONDS + STARTUP_TIMEOUT))
@@ -428,3 +465,4 @@ check_args=(--index "$index" --planned "$planned" --expected "$EXPECTED" --drive
 if ((update)); then check_args+=(--update); fi
 python3 "$HELPER" check "${check_args[@]}" || rc=1
 exit "$rc"
+}

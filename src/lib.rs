@@ -57,6 +57,6 @@ mod ws;
 pub use crate::{
     app::{App, AppBuilder, BoxError, BuildError, HandlerOutput, Request},
     error::{Error, Result},
-    server::{Server, ServerHandle, ShutdownTrigger},
+    server::{Driver, Server, ServerHandle, ShutdownTrigger},
     ws::{CloseFrame, CloseReport, Message, Utf8Bytes, WebSocket, WsOptions},
 };

@@ -1,14 +1,25 @@
 //! The suite runs twice, on io_uring and on epoll (`MONOIO_FORCE_LEGACY_DRIVER=1`). This
-//! guards the first run: if io_uring were silently unavailable, both runs would test epoll.
+//! checks that each run really uses the driver it claims: if io_uring were silently missing,
+//! both runs would test epoll.
+
+mod common;
+
+use ringsocket::Driver;
 
 #[test]
-fn io_uring_is_used_unless_legacy_is_forced() {
+fn workers_run_on_the_expected_driver() {
+    let server = common::start(common::echo_app());
     let forced_legacy = std::env::var_os("MONOIO_FORCE_LEGACY_DRIVER").is_some();
     let allowed_missing = std::env::var_os("RINGSOCKET_ALLOW_NO_URING").is_some();
-    if !forced_legacy && !allowed_missing {
-        assert!(
-            monoio::utils::detect_uring(),
+    if forced_legacy {
+        assert_eq!(server.driver(), Driver::Epoll);
+    } else if !allowed_missing {
+        assert_eq!(
+            server.driver(),
+            Driver::IoUring,
             "io_uring is not available here; set RINGSOCKET_ALLOW_NO_URING=1 to test epoll only"
         );
     }
+    server.shutdown();
+    server.wait();
 }

@@ -168,9 +168,14 @@ impl Server {
             );
         }
         drop(ready_tx);
+        let mut driver = Driver::IoUring;
         for _ in 0..workers {
             match ready_rx.recv() {
-                Ok(Ok(())) => {}
+                Ok(Ok(d)) => {
+                    if d == Driver::Epoll {
+                        driver = Driver::Epoll;
+                    }
+                }
                 Ok(Err(e)) => {
                     shutdown.trigger();
                     return Err(e);
@@ -184,8 +189,27 @@ impl Server {
         Ok(ServerHandle {
             local_addr: bound,
             workers,
+            driver,
             shutdown,
             threads,
+        })
+    }
+}
+
+/// The I/O driver under the workers' runtimes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// io_uring (the default where the kernel allows it).
+    IoUring,
+    /// epoll: io_uring is unavailable, or `MONOIO_FORCE_LEGACY_DRIVER=1` is set.
+    Epoll,
+}
+
+impl std::fmt::Display for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Driver::IoUring => "io_uring",
+            Driver::Epoll => "epoll",
         })
     }
 }
@@ -195,6 +219,7 @@ impl Server {
 pub struct ServerHandle {
     local_addr: SocketAddr,
     workers: usize,
+    driver: Driver,
     shutdown: Arc<Shutdown>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -208,6 +233,11 @@ impl ServerHandle {
     /// Number of worker threads.
     pub fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// The I/O driver the workers run on.
+    pub fn driver(&self) -> Driver {
+        self.driver
     }
 
     /// Starts a graceful shutdown: every core stops accepting, upgrades still in progress get

@@ -15,7 +15,7 @@ use std::{
 
 use monoio::{net::TcpListener, time::sleep, FusionDriver, RuntimeBuilder};
 
-use super::{catch::CatchUnwind, conn, ServerConfig};
+use super::{catch::CatchUnwind, conn, Driver, ServerConfig};
 use crate::{app::App, ws::shared::SharedRef};
 
 pub(crate) struct WorkerContext {
@@ -25,7 +25,7 @@ pub(crate) struct WorkerContext {
     pub(crate) app: App,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) shutdown: async_channel::Receiver<()>,
-    pub(crate) ready: mpsc::Sender<io::Result<()>>,
+    pub(crate) ready: mpsc::Sender<io::Result<Driver>>,
 }
 
 /// What one core knows about the connections it owns.
@@ -123,10 +123,14 @@ pub(crate) fn run(ctx: WorkerContext) {
             return;
         }
     };
-    runtime.block_on(serve(ctx));
+    let driver = match runtime {
+        monoio::FusionRuntime::Uring(_) => Driver::IoUring,
+        monoio::FusionRuntime::Legacy(_) => Driver::Epoll,
+    };
+    runtime.block_on(serve(ctx, driver));
 }
 
-async fn serve(ctx: WorkerContext) {
+async fn serve(ctx: WorkerContext, driver: Driver) {
     let listener = match TcpListener::from_std(ctx.listener) {
         Ok(l) => l,
         Err(e) => {
@@ -135,7 +139,7 @@ async fn serve(ctx: WorkerContext) {
         }
     };
     let core = Rc::new(CoreState::new(ctx.index));
-    let _ = ctx.ready.send(Ok(()));
+    let _ = ctx.ready.send(Ok(driver));
     tracing::debug!(worker = ctx.index, "accepting");
 
     let mut backoff_logged = Instant::now() - Duration::from_secs(60);
