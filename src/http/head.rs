@@ -103,24 +103,18 @@ impl HeadParser {
         Ok(Some((to_request(&parsed)?, end)))
     }
 
-    /// Index one past the blank line that ends the head, scanning only new bytes.
+    /// Index one past the blank line that ends the head, scanning only new bytes. A line
+    /// ending in a bare LF also ends the search (`\n\n` or `\n\r\n`), so such a head is refused
+    /// at once instead of waiting for the deadline.
     fn find_end(&mut self, buf: &[u8]) -> Option<usize> {
-        // Step back 3 bytes so a "\r\n\r\n" split across reads is still seen.
-        let start = self.scanned.saturating_sub(3);
-        let found = buf[start..]
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| start + i + 4)
-            .or_else(|| {
-                // A head ending in bare LFs is found too, so it is refused at once instead of
-                // waiting for the deadline.
-                buf[start..]
-                    .windows(2)
-                    .position(|w| w == b"\n\n")
-                    .map(|i| start + i + 2)
-            });
+        // Step back 2 bytes so a terminator split across reads is still seen.
+        let start = self.scanned.saturating_sub(2);
         self.scanned = buf.len();
-        found
+        (start..buf.len()).find_map(|i| match buf[i..] {
+            [b'\n', b'\n', ..] => Some(i + 2),
+            [b'\n', b'\r', b'\n', ..] => Some(i + 3),
+            _ => None,
+        })
     }
 }
 
@@ -144,18 +138,25 @@ fn to_request(parsed: &httparse::Request<'_, '_>) -> Result<Request<()>, HeadErr
     };
     let mut request = Request::builder().method(method).uri(uri).version(version);
     let mut content_length = 0;
+    let mut hosts = 0;
     let mut transfer_encoding = false;
     for header in parsed.headers.iter() {
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| HeadError::Malformed("header name"))?;
         let value = HeaderValue::from_bytes(header.value)
             .map_err(|_| HeadError::Malformed("header value"))?;
-        if name == http::header::CONTENT_LENGTH {
+        if name == http::header::HOST {
+            hosts += 1;
+        } else if name == http::header::CONTENT_LENGTH {
             content_length += 1;
         } else if name == http::header::TRANSFER_ENCODING {
             transfer_encoding = true;
         }
         request = request.header(name, value);
+    }
+    if hosts > 1 {
+        // RFC 9112 3.2: more than one Host line must be answered with 400.
+        return Err(HeadError::Malformed("repeated Host"));
     }
     if content_length > 1 || (content_length == 1 && transfer_encoding) {
         return Err(HeadError::AmbiguousFraming);
@@ -233,6 +234,8 @@ mod tests {
             b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
             b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\n\r\n",
         ] {
             let err = parse_all(bytes).unwrap_err();
             assert_eq!(
