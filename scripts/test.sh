@@ -14,6 +14,11 @@ fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Every cargo test run's output is kept, to print one closing count for the whole suite.
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+run_tests() { "$@" 2>&1 | tee -a "$results"; }
+
 step "toolchain"
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install Rust (https://rustup.rs)" >&2
@@ -32,11 +37,11 @@ step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 step "cargo test (io_uring)"
-cargo test --all-targets
-cargo test --doc
+run_tests cargo test --all-targets
+run_tests cargo test --doc
 
 step "cargo test (epoll: MONOIO_FORCE_LEGACY_DRIVER=1)"
-MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --all-targets
+run_tests env MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --all-targets
 
 step "autobahn (io_uring)"
 scripts/autobahn.sh "${quick[@]}"
@@ -45,4 +50,5 @@ step "autobahn (epoll)"
 scripts/autobahn.sh --legacy "${quick[@]}"
 
 echo
-echo "all tests passed"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i - 1); if ($(i) ~ /^failed;?$/) f += $(i - 1) } }
+     END { printf "summary: %d passed, %d failed\n", p, f }' "$results"
