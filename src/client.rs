@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use http::{HeaderName, HeaderValue, StatusCode};
 use monoio::{
     buf::IoBufMut,
-    io::{AsyncReadRent, AsyncWriteRentExt},
+    io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt},
     net::TcpStream,
 };
 
@@ -30,17 +30,19 @@ use crate::{
     Error, Message, Result,
 };
 
-/// Options for one connection; see [`Client::builder`].
+/// Options for one connection; see [`Client::builder`] and [`Client::builder_on`].
 #[derive(Debug)]
-pub struct ClientBuilder {
-    addr: SocketAddr,
+pub struct ClientBuilder<S = TcpStream> {
+    stream: Option<S>,
+    addr: Option<SocketAddr>,
+    host: String,
     path: String,
     headers: Vec<(String, String)>,
     protocols: Vec<String>,
     max_message_size: usize,
 }
 
-impl ClientBuilder {
+impl<S> ClientBuilder<S> {
     /// Adds a request header.
     #[must_use]
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -61,20 +63,41 @@ impl ClientBuilder {
         self.max_message_size = bytes;
         self
     }
+}
 
-    /// Connects and performs the opening handshake.
+impl ClientBuilder<TcpStream> {
+    /// Connects over TCP and performs the opening handshake.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] on connection failure, [`Error::Handshake`] when the server does not
-    /// answer 101 with the right `Sec-WebSocket-Accept`.
-    pub async fn connect(self) -> Result<Client> {
-        let mut stream = TcpStream::connect(self.addr).await?;
+    /// [`Error::Io`] on connection failure, [`Error::UnexpectedResponse`] when the server
+    /// answers with another status than 101, [`Error::Handshake`] for a wrong
+    /// `Sec-WebSocket-Accept` or a malformed answer.
+    pub async fn connect(mut self) -> Result<Client<TcpStream>> {
+        let addr = self
+            .addr
+            .ok_or_else(|| Error::Handshake("no address to connect to".into()))?;
+        let stream = TcpStream::connect(addr).await?;
         let _ = stream.set_nodelay(true);
+        self.stream = Some(stream);
+        self.connect_stream().await
+    }
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> ClientBuilder<S> {
+    /// Performs the opening handshake on the stream given to [`Client::builder_on`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientBuilder::connect`].
+    pub async fn connect_stream(self) -> Result<Client<S>> {
+        let mut stream = self
+            .stream
+            .ok_or_else(|| Error::Handshake("no stream to connect on".into()))?;
         let key = generate_key();
         let mut request = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n",
-            self.path, self.addr, key
+            self.path, self.host, key
         );
         if !self.protocols.is_empty() {
             request.push_str(&format!(
@@ -102,13 +125,20 @@ impl ClientBuilder {
                 Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => {}
                 _ => return Err(Error::Handshake("malformed response head".into())),
             }
-            read_more(&mut stream, &mut buf).await?;
+            match read_more(&mut stream, &mut buf).await {
+                Ok(()) => {}
+                Err(Error::Closed) => {
+                    return Err(Error::Handshake(
+                        "connection closed before the response".into(),
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
         };
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Err(Error::Handshake(format!(
-                "server answered {}",
-                response.status()
-            )));
+            return Err(Error::UnexpectedResponse {
+                status: response.status(),
+            });
         }
         let expected = accept_key(key.as_bytes());
         if response
@@ -134,10 +164,10 @@ impl ClientBuilder {
     }
 }
 
-/// A connected WebSocket client.
+/// A connected WebSocket client, over TCP or any stream given to [`Client::builder_on`].
 #[derive(Debug)]
-pub struct Client {
-    stream: TcpStream,
+pub struct Client<S = TcpStream> {
+    stream: S,
     buf: BytesMut,
     decoder: Decoder,
     out: BytesMut,
@@ -145,11 +175,13 @@ pub struct Client {
     close_sent: bool,
 }
 
-impl Client {
+impl Client<TcpStream> {
     /// Options for a connection to `ws://addr{path}`.
-    pub fn builder(addr: SocketAddr, path: &str) -> ClientBuilder {
+    pub fn builder(addr: SocketAddr, path: &str) -> ClientBuilder<TcpStream> {
         ClientBuilder {
-            addr,
+            stream: None,
+            addr: Some(addr),
+            host: addr.to_string(),
             path: path.to_owned(),
             headers: Vec::new(),
             protocols: Vec::new(),
@@ -162,13 +194,37 @@ impl Client {
     /// # Errors
     ///
     /// See [`ClientBuilder::connect`].
-    pub async fn connect(addr: SocketAddr, path: &str) -> Result<Client> {
+    pub async fn connect(addr: SocketAddr, path: &str) -> Result<Client<TcpStream>> {
         Self::builder(addr, path).connect().await
+    }
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
+    /// Options for a handshake on an already connected stream (a Unix socket, a socket pair),
+    /// with `host` as the `Host` header.
+    pub fn builder_on(stream: S, host: &str, path: &str) -> ClientBuilder<S> {
+        ClientBuilder {
+            stream: Some(stream),
+            addr: None,
+            host: host.to_owned(),
+            path: path.to_owned(),
+            headers: Vec::new(),
+            protocols: Vec::new(),
+            max_message_size: DecoderConfig::client().max_message_size,
+        }
     }
 
     /// The server's handshake response.
     pub fn response(&self) -> &http::Response<()> {
         &self.response
+    }
+
+    /// The subprotocol the server chose, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())
     }
 
     /// Sends a message (masked, as RFC 6455 requires of clients). `Close` sends a close
@@ -234,6 +290,16 @@ impl Client {
         self.send_frame(true, OpCode::Close, &payload).await
     }
 
+    /// Sends an empty close frame (no status code).
+    ///
+    /// # Errors
+    ///
+    /// I/O errors.
+    pub async fn close_without_code(&mut self) -> Result<()> {
+        self.close_sent = true;
+        self.send_frame(true, OpCode::Close, &[]).await
+    }
+
     /// The next message from the server, pings and pongs included (pings are answered before
     /// they are returned). `None` once the connection has ended.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
@@ -262,6 +328,19 @@ impl Client {
         }
     }
 
+    /// Waits until the server closes the TCP connection (EOF), discarding anything else it
+    /// sends; returns whether EOF came (an error also ends the wait, as `false`).
+    pub async fn wait_eof(&mut self) -> bool {
+        loop {
+            self.buf.clear();
+            match read_more(&mut self.stream, &mut self.buf).await {
+                Ok(()) => {}
+                Err(Error::Closed) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
     async fn flush_out(&mut self) -> Result<()> {
         let out = std::mem::take(&mut self.out);
         let (res, out) = self.stream.write_all(out).await;
@@ -272,7 +351,7 @@ impl Client {
 }
 
 /// Appends what the socket has to `buf`; [`Error::Closed`] at EOF.
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<()> {
+async fn read_more<S: AsyncReadRent>(stream: &mut S, buf: &mut BytesMut) -> Result<()> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(64 * 1024);
     }

@@ -27,9 +27,17 @@ pub enum Error {
     /// A ping or pong payload over the 125 bytes RFC 6455 allows for control frames.
     #[error("control frame payload of {0} bytes exceeds 125")]
     ControlTooLong(usize),
-    /// The server refused the client's opening handshake, or answered it wrongly.
+    /// The server answered the opening handshake wrongly (no valid `Sec-WebSocket-Accept`,
+    /// a malformed head).
     #[error("handshake failed: {0}")]
     Handshake(String),
+    /// The server answered the upgrade with something else than 101 (a hook's 401, a 404, a
+    /// 503 during shutdown, ...).
+    #[error("Unexpected server response: {}", .status.as_u16())]
+    UnexpectedResponse {
+        /// The status it answered with.
+        status: http::StatusCode,
+    },
     /// The connection's outbound queue is over its backpressure limit.
     #[error("outbound queue full ({queued} bytes queued, limit {limit})")]
     Backpressure {

@@ -52,11 +52,18 @@ mod error;
 mod http;
 pub mod proto;
 mod server;
+pub mod testing;
 mod ws;
 
+#[cfg(feature = "json")]
+pub use crate::app::Json;
 pub use crate::{
-    app::{App, AppBuilder, BoxError, BuildError, HandlerOutput, Request},
+    app::{
+        App, AppBuilder, BoxError, BuildError, HandlerOutput, HandlerReply, Hook, HookKind,
+        HookOutput, HttpError, IntoReply, Params, Reply, Request, Route, RouteError, Scope,
+        SendHookOutput,
+    },
     error::{Error, Result},
     server::{Driver, Server, ServerHandle, ShutdownTrigger},
-    ws::{CloseFrame, CloseReport, Message, Utf8Bytes, WebSocket, WsOptions},
+    ws::{ClientHandle, CloseFrame, CloseReport, Message, Utf8Bytes, WebSocket, WsOptions},
 };

@@ -338,13 +338,23 @@ fn bare_lf_just_before_the_final_crlf_is_400_at_once() {
 fn unknown_path_is_404() {
     let server = start(echo_app());
     let addr = server.local_addr();
-    assert_refused(addr, &upgrade_request("/nope", ""), 404, &[]);
-    assert_refused(
+    // Fastify's not-found answer, then the upgrade connection is closed.
+    let not_found =
+        br#"{"statusCode":404,"error":"Not Found","message":"Route GET:/nope not found"}"#;
+    let answer = exchange(addr, &upgrade_request("/nope", ""));
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.header("Connection"), Some("close"));
+    assert_eq!(answer.body, not_found);
+    // A plain request gets the same answer (and keeps the connection unless asked to close).
+    let answer = exchange(
         addr,
-        &head("GET /nope HTTP/1.1", &["Host: localhost"]),
-        404,
-        &[],
+        &head(
+            "GET /nope HTTP/1.1",
+            &["Host: localhost", "Connection: close"],
+        ),
     );
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.body, not_found);
     server.shutdown();
     server.wait();
 }
@@ -355,12 +365,22 @@ fn plain_get_to_a_websocket_route_is_404_with_an_empty_body() {
     let addr = server.local_addr();
     assert_refused(
         addr,
-        &head("GET / HTTP/1.1", &["Host: localhost"]),
+        &head("GET / HTTP/1.1", &["Host: localhost", "Connection: close"]),
         404,
         &[],
     );
-    // A WebSocket key without an Upgrade header is still a plain request.
-    assert_refused(addr, &upgrade_with("Upgrade", &[]), 404, &[]);
+    // A WebSocket key without an Upgrade header is still a plain request (the `Connection:
+    // Upgrade` it carries does not ask for a close, so it is kept alive: read one answer).
+    let mut stream = send(addr, &upgrade_with("Upgrade", &[]));
+    let mut answer = vec![0u8; 1024];
+    let n = stream.read(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text:?}");
+    assert!(
+        text.contains("content-length: 0\r\n") || text.contains("Content-Length: 0\r\n"),
+        "{text:?}"
+    );
+    assert!(text.ends_with("\r\n\r\n"), "empty body: {text:?}");
     server.shutdown();
     server.wait();
 }

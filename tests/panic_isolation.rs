@@ -74,15 +74,17 @@ fn panic_closes_only_its_connection_with_1011() {
 }
 
 #[test]
-fn handler_error_closes_with_1011_and_return_closes_with_1000() {
+fn handler_error_terminates_and_return_closes_with_1000() {
     let server = common::start(app());
     let addr = server.local_addr();
     block_on(async move {
+        // The default error handler, as @fastify/websocket's: log and terminate. No close
+        // frame: the client sees an abnormal closure (1006).
         let mut client = Client::connect(addr, "/error").await.unwrap();
         client.send(Message::text("x")).await.unwrap();
-        assert_eq!(
-            close_code(client.recv().await.unwrap().unwrap()),
-            Some(1011)
+        assert!(
+            client.recv().await.is_none(),
+            "terminated without a close frame"
         );
 
         let mut client = Client::connect(addr, "/return").await.unwrap();
@@ -91,6 +93,42 @@ fn handler_error_closes_with_1011_and_return_closes_with_1000() {
             Message::Close(Some(CloseFrame {
                 code: 1000,
                 reason: String::new()
+            }))
+        );
+    });
+    server.shutdown();
+    server.wait();
+}
+
+#[test]
+fn custom_error_handler_gets_the_error_and_the_socket() {
+    let app = App::builder()
+        .websocket(
+            ringsocket::WsOptions::new().error_handler(|err, ws, _req| async move {
+                let _ = ws.send(Message::text(format!("error: {err}"))).await;
+                let _ = ws.close(4000, "handled");
+            }),
+        )
+        .ws("/", |mut ws, _req| async move {
+            let _ = ws.recv().await;
+            Err::<(), _>("boom")
+        })
+        .build()
+        .unwrap();
+    let server = common::start(app);
+    let addr = server.local_addr();
+    block_on(async move {
+        let mut client = Client::connect(addr, "/").await.unwrap();
+        client.send(Message::text("x")).await.unwrap();
+        assert_eq!(
+            client.recv().await.unwrap().unwrap(),
+            Message::text("error: boom")
+        );
+        assert_eq!(
+            client.recv().await.unwrap().unwrap(),
+            Message::Close(Some(CloseFrame {
+                code: 4000,
+                reason: "handled".into()
             }))
         );
     });

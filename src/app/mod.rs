@@ -1,26 +1,42 @@
-//! The Fastify-like surface: an [`App`] is built once from routes and options, then shared by
-//! every core. Runtime-agnostic: nothing here knows sockets or monoio.
+//! The Fastify-like surface: an [`App`] is built once from routes, scopes, hooks and options,
+//! then shared by every core. Runtime-agnostic: nothing here knows sockets or monoio.
 
+mod error;
+mod hooks;
+pub(crate) mod pipeline;
+mod reply;
 mod request;
+mod route;
+pub(crate) mod router;
+mod scope;
 
-use std::{collections::HashMap, fmt, future::Future, pin::Pin, sync::Arc};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
-pub use request::Request;
+use http::Method;
 
-use crate::ws::{WebSocket, WsOptions};
+#[cfg(feature = "json")]
+pub use self::reply::Json;
+pub use self::{
+    error::HttpError,
+    hooks::{Hook, HookKind, HookOutput, SendHookOutput},
+    reply::{HandlerReply, IntoReply, Reply},
+    request::Request,
+    route::Route,
+    router::{Params, RouteError},
+    scope::Scope,
+};
+pub(crate) use self::{
+    hooks::{HookFn, LocalFuture},
+    route::{HttpHandlerFn, WsHandlerFn},
+};
+use self::{router::Router, scope::ScopeData};
+use crate::ws::WsOptions;
 
-/// The error type handlers may return.
+/// The error type handlers and hooks may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
-
-/// A WebSocket handler, type-erased. The function is shared by all cores (`Send + Sync`); the
-/// future it returns runs on the core that accepted the connection and need not be `Send`.
-pub(crate) type WsHandlerFn =
-    Arc<dyn Fn(WebSocket, Request) -> LocalFuture<Result<(), BoxError>> + Send + Sync>;
-
-/// What a handler's future may resolve to: `()` or a `Result` whose error ends the connection
-/// with 1011.
+/// What a WebSocket handler's future may resolve to: `()` or a `Result` whose error goes to
+/// [`WsOptions::error_handler`].
 pub trait HandlerOutput {
     /// Converts into the framework's result.
     ///
@@ -47,35 +63,108 @@ impl<E: Into<BoxError>> HandlerOutput for Result<(), E> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// Two routes for the same path.
-    #[error("duplicate route for {0}")]
-    DuplicateRoute(String),
-    /// A path that does not start with `/`.
-    #[error("route path must start with '/': {0:?}")]
+    /// Two routes for the same method and path shape.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// A WebSocket handler on a route whose method is not GET.
+    #[error("websocket handler can only be declared in GET method ({method} {path})")]
+    WsNotGet {
+        /// The route's method.
+        method: String,
+        /// The route's path.
+        path: String,
+    },
+    /// A route with neither an HTTP nor a WebSocket handler.
+    #[error("route {method} {path} has no handler")]
+    MissingHandler {
+        /// The route's method.
+        method: String,
+        /// The route's path.
+        path: String,
+    },
+    /// A path or prefix that does not start with `/`.
+    #[error("path must start with '/': {0:?}")]
     InvalidPath(String),
+    /// An option value that cannot work (named, with the reason).
+    #[error("invalid option {name}: {reason}")]
+    InvalidOption {
+        /// The option.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
-#[derive(Clone)]
-pub(crate) struct WsRoute {
-    pub(crate) handler: WsHandlerFn,
+/// The error handler of a scope: turns an error before the reply into the reply.
+pub(crate) type ErrorHandlerFn =
+    Arc<dyn Fn(Request, HttpError) -> LocalFuture<Result<Reply, BoxError>> + Send + Sync>;
+
+/// The hooks in force for one route, by stage, parents' first.
+#[derive(Clone, Default)]
+pub(crate) struct Hooks {
+    pub(crate) on_request: Vec<hooks::RequestHookFn>,
+    pub(crate) pre_parsing: Vec<hooks::RequestHookFn>,
+    pub(crate) pre_validation: Vec<hooks::RequestHookFn>,
+    pub(crate) pre_handler: Vec<hooks::RequestHookFn>,
+    #[cfg(feature = "json")]
+    pub(crate) pre_serialization: Vec<hooks::SerializeHookFn>,
+    pub(crate) on_send: Vec<hooks::SendHookFn>,
+    pub(crate) on_response: Vec<hooks::ResponseHookFn>,
+    pub(crate) on_error: Vec<hooks::ErrorHookFn>,
+    pub(crate) on_timeout: Vec<hooks::TimeoutHookFn>,
+}
+
+impl Hooks {
+    fn add(&mut self, hook: &Hook) {
+        match (&hook.f, hook.kind) {
+            (HookFn::Request(f), HookKind::OnRequest) => self.on_request.push(f.clone()),
+            (HookFn::Request(f), HookKind::PreParsing) => self.pre_parsing.push(f.clone()),
+            (HookFn::Request(f), HookKind::PreValidation) => self.pre_validation.push(f.clone()),
+            (HookFn::Request(f), _) => self.pre_handler.push(f.clone()),
+            #[cfg(feature = "json")]
+            (HookFn::Serialize(f), _) => self.pre_serialization.push(f.clone()),
+            (HookFn::Send(f), _) => self.on_send.push(f.clone()),
+            (HookFn::Response(f), _) => self.on_response.push(f.clone()),
+            (HookFn::Error(f), _) => self.on_error.push(f.clone()),
+            (HookFn::Timeout(f), _) => self.on_timeout.push(f.clone()),
+        }
+    }
+}
+
+/// A route as the server sees it: handlers plus everything its scopes contributed.
+pub(crate) struct RouteEntry {
+    pub(crate) handler: Option<HttpHandlerFn>,
+    pub(crate) ws_handler: Option<WsHandlerFn>,
+    pub(crate) hooks: Arc<Hooks>,
+    pub(crate) error_handler: Option<ErrorHandlerFn>,
+    pub(crate) body_limit: usize,
 }
 
 pub(crate) struct AppInner {
-    pub(crate) ws_routes: HashMap<String, WsRoute>,
+    pub(crate) router: Router<Arc<RouteEntry>>,
     pub(crate) ws_options: WsOptions,
+    pub(crate) request_timeout: Option<Duration>,
+    pub(crate) keep_alive_timeout: Duration,
 }
 
-/// A built application: routes and options, immutable and shared by all cores.
+/// A built application: routes, hooks and options, immutable and shared by all cores.
 ///
 /// ```
-/// use ringsocket::{App, WsOptions};
+/// use ringsocket::{App, Hook, Message, Reply, WsOptions};
 ///
 /// let app = App::builder()
 ///     .websocket(WsOptions::new().max_payload(64 * 1024))
-///     .ws("/chat", |mut ws, req| async move {
-///         let _room = req.uri().query().unwrap_or("lobby").to_owned();
+///     .hook(Hook::on_request(|req| async move {
+///         println!("{} {}", req.method(), req.path());
+///     }))
+///     .get("/health", |_req| async { "ok" })
+///     .ws("/chat/:room", |mut ws, req| async move {
+///         let room = req.param("room").unwrap_or("lobby").to_owned();
 ///         while let Some(Ok(message)) = ws.recv().await {
-///             let _ = ws.send(message).await;
+///             if message.is_close() {
+///                 break;
+///             }
+///             let _ = ws.send(Message::text(format!("[{room}] {}", message.as_text().unwrap_or("")))).await;
 ///         }
 ///     })
 ///     .build()
@@ -89,20 +178,26 @@ pub struct App {
 
 impl fmt::Debug for App {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut paths: Vec<_> = self.inner.ws_routes.keys().collect();
-        paths.sort();
-        f.debug_struct("App").field("ws_routes", &paths).finish()
+        let routes: Vec<String> = self
+            .inner
+            .router
+            .routes()
+            .map(|(m, p)| format!("{m} {p}"))
+            .collect();
+        f.debug_struct("App").field("routes", &routes).finish()
     }
 }
 
 impl App {
     /// Starts building an app.
     pub fn builder() -> AppBuilder {
-        AppBuilder::default()
-    }
-
-    pub(crate) fn ws_route(&self, path: &str) -> Option<&WsRoute> {
-        self.inner.ws_routes.get(path)
+        AppBuilder {
+            root: Scope::root(),
+            ws_options: WsOptions::new(),
+            body_limit: 1 << 20,
+            request_timeout: None,
+            keep_alive_timeout: Duration::from_secs(5),
+        }
     }
 
     pub(crate) fn ws_options(&self) -> &WsOptions {
@@ -110,20 +205,42 @@ impl App {
     }
 }
 
-/// Collects routes and options; mistakes surface in [`build`](Self::build).
-#[derive(Default)]
+/// Collects routes, scopes, hooks and options; mistakes surface in [`build`](Self::build).
+///
+/// Route methods (`ws`, `get`, `route`, `hook`, `register`, ...) are those of [`Scope`],
+/// applied to the root scope.
 pub struct AppBuilder {
-    ws_routes: HashMap<String, WsRoute>,
+    root: Scope,
     ws_options: WsOptions,
-    errors: Vec<BuildError>,
+    body_limit: usize,
+    request_timeout: Option<Duration>,
+    keep_alive_timeout: Duration,
 }
 
 impl fmt::Debug for AppBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppBuilder")
-            .field("errors", &self.errors)
+            .field("root", &self.root)
             .finish_non_exhaustive()
     }
+}
+
+macro_rules! forward_to_root {
+    ($($(#[$doc:meta])* fn $name:ident(path: &str);)*) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name<H, Fut>(mut self, path: &str, handler: H) -> Self
+            where
+                H: Fn(Request) -> Fut + Send + Sync + 'static,
+                Fut: Future + 'static,
+                Fut::Output: HandlerReply,
+            {
+                self.root = self.root.$name(path, handler);
+                self
+            }
+        )*
+    };
 }
 
 impl AppBuilder {
@@ -134,32 +251,96 @@ impl AppBuilder {
         self
     }
 
-    /// Adds a WebSocket route on `GET path`. The handler runs once per connection, on the core
-    /// that accepted it; when its future ends, the connection is closed (1000, or 1011 if it
-    /// returned an error or panicked).
+    /// Largest request body accepted, in bytes; larger gets 413. Default 1 MiB (Fastify's
+    /// `bodyLimit`).
     #[must_use]
-    pub fn ws<H, F>(mut self, path: &str, handler: H) -> Self
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Time a plain HTTP request has, from its head to its reply, before `on_timeout` hooks run
+    /// and the connection is closed without a response. Default: none (Fastify's
+    /// `connectionTimeout` 0). Never applies to WebSocket connections.
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// How long an idle keep-alive connection waits for its next request. Default 5 s (Node's
+    /// `keepAliveTimeout`).
+    #[must_use]
+    pub fn keep_alive_timeout(mut self, timeout: Duration) -> Self {
+        self.keep_alive_timeout = timeout;
+        self
+    }
+
+    /// Adds a WebSocket route on `GET path` (Fastify's `{ websocket: true }`). A plain GET to
+    /// it gets 404 with an empty body.
+    #[must_use]
+    pub fn ws<H, Fut>(mut self, path: &str, handler: H) -> Self
     where
-        H: Fn(WebSocket, Request) -> F + Send + Sync + 'static,
-        F: Future + 'static,
-        F::Output: HandlerOutput,
+        H: Fn(crate::WebSocket, Request) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: HandlerOutput,
     {
-        if !path.starts_with('/') {
-            self.errors.push(BuildError::InvalidPath(path.to_owned()));
-            return self;
-        }
-        let handler: WsHandlerFn = Arc::new(move |ws, req| {
-            let fut = handler(ws, req);
-            Box::pin(async move { fut.await.into_result() })
-        });
-        if self
-            .ws_routes
-            .insert(path.to_owned(), WsRoute { handler })
-            .is_some()
-        {
-            self.errors
-                .push(BuildError::DuplicateRoute(path.to_owned()));
-        }
+        self.root = self.root.ws(path, handler);
+        self
+    }
+
+    forward_to_root! {
+        /// Adds a `GET` route (also answering `HEAD`).
+        fn get(path: &str);
+        /// Adds a `POST` route.
+        fn post(path: &str);
+        /// Adds a `PUT` route.
+        fn put(path: &str);
+        /// Adds a `DELETE` route.
+        fn delete(path: &str);
+        /// Adds a `PATCH` route.
+        fn patch(path: &str);
+        /// Adds a `HEAD` route.
+        fn head(path: &str);
+    }
+
+    /// Adds a fully declared route.
+    #[must_use]
+    pub fn route(mut self, route: Route) -> Self {
+        self.root = self.root.route(route);
+        self
+    }
+
+    /// Adds a hook to the root scope: it applies to every route.
+    #[must_use]
+    pub fn hook(mut self, hook: Hook) -> Self {
+        self.root = self.root.hook(hook);
+        self
+    }
+
+    /// Sets the root error handler (Fastify's `setErrorHandler`): it turns an error raised
+    /// before the reply (in a hook or handler, including before an upgrade) into the reply.
+    /// Default: the error's status (500 unless an [`HttpError`]) with a JSON body.
+    #[must_use]
+    pub fn error_handler<H, Fut>(mut self, handler: H) -> Self
+    where
+        H: Fn(Request, HttpError) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: HandlerReply,
+    {
+        self.root = self.root.error_handler(handler);
+        self
+    }
+
+    /// Registers a child scope under `prefix` (Fastify's `register(plugin, { prefix })`):
+    /// hooks and the error handler set inside apply to it and its children only. A route `/`
+    /// inside is reachable at `prefix` and `prefix/`.
+    #[must_use]
+    pub fn register<F>(mut self, prefix: &str, build: F) -> Self
+    where
+        F: FnOnce(Scope) -> Scope,
+    {
+        self.root = self.root.register(prefix, build);
         self
     }
 
@@ -167,18 +348,112 @@ impl AppBuilder {
     ///
     /// # Errors
     ///
-    /// The first registration mistake.
-    pub fn build(mut self) -> Result<App, BuildError> {
-        if !self.errors.is_empty() {
-            return Err(self.errors.swap_remove(0));
+    /// The first registration mistake: a conflicting route, a WebSocket handler on another
+    /// method than GET, a route without handler, a bad path or option.
+    pub fn build(self) -> Result<App, BuildError> {
+        if self.body_limit == 0 {
+            return Err(BuildError::InvalidOption {
+                name: "body_limit",
+                reason: "must be at least 1 byte".into(),
+            });
         }
+        self.ws_options.validate()?;
+        let mut router = Router::new();
+        let root = self.root.into_data()?;
+        flatten(
+            &root,
+            "",
+            &Hooks::default(),
+            None,
+            self.body_limit,
+            &mut router,
+        )?;
         Ok(App {
             inner: Arc::new(AppInner {
-                ws_routes: self.ws_routes,
+                router,
                 ws_options: self.ws_options,
+                request_timeout: self.request_timeout,
+                keep_alive_timeout: self.keep_alive_timeout,
             }),
         })
     }
+}
+
+/// Walks the scope tree, giving each route the hooks of its scope chain (parents first, then
+/// its own) and the nearest error handler.
+fn flatten(
+    scope: &ScopeData,
+    parent_prefix: &str,
+    parent_hooks: &Hooks,
+    parent_error: Option<&ErrorHandlerFn>,
+    body_limit: usize,
+    router: &mut Router<Arc<RouteEntry>>,
+) -> Result<(), BuildError> {
+    let prefix = format!("{}{}", parent_prefix, scope.prefix.trim_end_matches('/'));
+    let mut hooks = parent_hooks.clone();
+    for hook in &scope.hooks {
+        hooks.add(hook);
+    }
+    let error_handler = scope.error_handler.as_ref().or(parent_error);
+    for route in &scope.routes {
+        if route.ws_handler.is_some() && route.method != Method::GET {
+            return Err(BuildError::WsNotGet {
+                method: route.method.to_string(),
+                path: route.path.clone(),
+            });
+        }
+        if route.handler.is_none() && route.ws_handler.is_none() {
+            return Err(BuildError::MissingHandler {
+                method: route.method.to_string(),
+                path: route.path.clone(),
+            });
+        }
+        let mut route_hooks = hooks.clone();
+        for hook in &route.hooks {
+            route_hooks.add(hook);
+        }
+        let route_hooks = Arc::new(route_hooks);
+        for path in full_paths(&prefix, &route.path)? {
+            let entry = || {
+                Arc::new(RouteEntry {
+                    handler: route.handler.clone(),
+                    ws_handler: route.ws_handler.clone(),
+                    hooks: Arc::clone(&route_hooks),
+                    error_handler: error_handler.cloned(),
+                    body_limit: route.body_limit.unwrap_or(body_limit),
+                })
+            };
+            router.insert(route.method.clone(), &path, entry())?;
+            // Fastify's exposeHeadRoutes: a GET with an HTTP handler also answers HEAD,
+            // unless a HEAD route is declared for the same path.
+            if route.method == Method::GET && route.handler.is_some() {
+                let _ = router.insert(Method::HEAD, &path, entry());
+            }
+        }
+    }
+    for child in &scope.children {
+        flatten(child, &prefix, &hooks, error_handler, body_limit, router)?;
+    }
+    Ok(())
+}
+
+/// The paths a route answers on: `prefix + path`, and for `/` (or empty) inside a prefix both
+/// `prefix` and `prefix/`.
+fn full_paths(prefix: &str, path: &str) -> Result<Vec<String>, BuildError> {
+    if !path.is_empty() && !path.starts_with('/') {
+        return Err(BuildError::InvalidPath(path.to_owned()));
+    }
+    if prefix.is_empty() {
+        return Ok(vec![if path.is_empty() {
+            "/".to_owned()
+        } else {
+            path.to_owned()
+        }]);
+    }
+    if path.is_empty() || path == "/" {
+        return Ok(vec![prefix.to_owned(), format!("{prefix}/")]);
+    }
+    Ok(vec![format!("{prefix}{path}")])
 }
 
 #[cfg(test)]
@@ -186,13 +461,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn duplicate_and_invalid_paths_fail_at_build() {
+    fn registration_mistakes_fail_at_build() {
         let err = App::builder()
             .ws("/a", |_ws, _req| async {})
             .ws("/a", |_ws, _req| async {})
-            .build();
-        assert_eq!(err.unwrap_err(), BuildError::DuplicateRoute("/a".into()));
-        let err = App::builder().ws("a", |_ws, _req| async {}).build();
-        assert_eq!(err.unwrap_err(), BuildError::InvalidPath("a".into()));
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, BuildError::Route(RouteError::Conflict { .. })),
+            "{err}"
+        );
+        let err = App::builder()
+            .ws("a", |_ws, _req| async {})
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BuildError::Route(RouteError::InvalidPattern { .. }) | BuildError::InvalidPath(_)
+            ),
+            "{err}"
+        );
+        let err = App::builder()
+            .route(Route::post("/p").ws_handler(|_ws, _req| async {}))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "websocket handler can only be declared in GET method (POST /p)"
+        );
+        let err = App::builder().route(Route::get("/p")).build().unwrap_err();
+        assert_eq!(
+            err,
+            BuildError::MissingHandler {
+                method: "GET".into(),
+                path: "/p".into()
+            }
+        );
+    }
+
+    #[test]
+    fn prefixed_root_route_answers_with_and_without_trailing_slash() {
+        assert_eq!(full_paths("/baz", "/").unwrap(), vec!["/baz", "/baz/"]);
+        assert_eq!(full_paths("/baz", "").unwrap(), vec!["/baz", "/baz/"]);
+        assert_eq!(full_paths("/baz", "/x").unwrap(), vec!["/baz/x"]);
+        assert_eq!(full_paths("", "/x").unwrap(), vec!["/x"]);
+        assert_eq!(full_paths("", "").unwrap(), vec!["/"]);
     }
 }

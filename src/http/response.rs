@@ -1,8 +1,11 @@
 //! Response heads, written into the connection's output buffer.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
-use http::StatusCode;
+use http::{header, HeaderMap, Request, StatusCode, Version};
+
+use super::body::list_elements;
 
 /// Appends a complete response with a plain-text body and `Connection: close`.
 ///
@@ -49,6 +52,65 @@ pub fn write_switching_protocols(
     dst.extend_from_slice(b"\r\n\r\n");
 }
 
+/// Appends a complete HTTP/1.1 response: status line, `headers` as given and in order (less
+/// any `content-length`, `transfer-encoding` or `connection`, which are computed here),
+/// `Content-Length: body.len()`, `Connection: keep-alive` or `Connection: close` per
+/// `keep_alive`, then the body unless `head_only`.
+///
+/// `head_only` answers a HEAD request: the headers a GET would get, `Content-Length`
+/// included, and no body (RFC 9110 9.3.2). A 1xx, 204 or 304 gets neither `Content-Length`
+/// nor body, whatever `body` holds: those responses end at the blank line (RFC 9112 6.3), so
+/// bytes after it would be read as the next response.
+pub fn write_full_response(
+    dst: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    keep_alive: bool,
+    head_only: bool,
+) {
+    let reason = status.canonical_reason().unwrap_or("");
+    let _ = write!(dst, "HTTP/1.1 {} {}\r\n", status.as_str(), reason);
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
+        {
+            continue;
+        }
+        dst.extend_from_slice(name.as_str().as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(value.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if !bodiless {
+        let _ = write!(dst, "Content-Length: {}\r\n", body.len());
+    }
+    dst.extend_from_slice(if keep_alive {
+        b"Connection: keep-alive\r\n\r\n"
+    } else {
+        b"Connection: close\r\n\r\n"
+    });
+    if !bodiless && !head_only {
+        dst.extend_from_slice(body);
+    }
+}
+
+/// Whether the connection may serve another request after this one (RFC 9112 9.3): HTTP/1.1
+/// unless `Connection` lists `close`; HTTP/1.0 only if it lists `keep-alive` and not `close`.
+/// Options are matched case-insensitively over every `Connection` line.
+pub fn wants_keep_alive(head: &Request<()>) -> bool {
+    let (mut close, mut keep_alive) = (false, false);
+    for option in list_elements(head.headers(), &header::CONNECTION) {
+        close |= option.eq_ignore_ascii_case(b"close");
+        keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+    }
+    !close && (head.version() >= Version::HTTP_11 || keep_alive)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +138,98 @@ mod tests {
             out,
             &b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGJRs7P+oo6Pw=\r\nSec-WebSocket-Protocol: chat\r\n\r\n"[..]
         );
+    }
+
+    fn full(status: StatusCode, keep_alive: bool, head_only: bool) -> Vec<u8> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        // Computed by the writer: these three are dropped.
+        headers.insert(header::CONTENT_LENGTH, "99".parse().unwrap());
+        headers.insert(header::CONNECTION, "upgrade".parse().unwrap());
+        headers.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        headers.append("x-a", "1".parse().unwrap());
+        headers.append("x-a", "2".parse().unwrap());
+        let mut out = b"before".to_vec();
+        write_full_response(&mut out, status, &headers, b"hello", keep_alive, head_only);
+        out.split_off(6)
+    }
+
+    #[test]
+    fn full_response_bytes() {
+        assert_eq!(
+            full(StatusCode::OK, true, false),
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-a: 1\r\nx-a: 2\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello"
+        );
+        assert_eq!(
+            full(StatusCode::NOT_FOUND, false, false),
+            b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\nx-a: 1\r\nx-a: 2\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+        );
+    }
+
+    #[test]
+    fn head_response_has_the_length_but_no_body() {
+        assert_eq!(
+            full(StatusCode::OK, true, true),
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-a: 1\r\nx-a: 2\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bodiless_statuses_have_no_length_and_no_body() {
+        let mut out = Vec::new();
+        write_full_response(
+            &mut out,
+            StatusCode::NO_CONTENT,
+            &HeaderMap::new(),
+            b"",
+            true,
+            false,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
+        );
+        for status in [
+            StatusCode::NO_CONTENT,
+            StatusCode::NOT_MODIFIED,
+            StatusCode::CONTINUE,
+        ] {
+            let out = full(status, false, false);
+            let expected = format!(
+                "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\nx-a: 1\r\nx-a: 2\r\nConnection: close\r\n\r\n",
+                status.as_str(),
+                status.canonical_reason().unwrap()
+            );
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn keep_alive_per_version_and_connection() {
+        let req = |version, connection: &[&str]| {
+            let mut builder = Request::builder().version(version);
+            for value in connection {
+                builder = builder.header(header::CONNECTION, *value);
+            }
+            wants_keep_alive(&builder.body(()).unwrap())
+        };
+        let (v10, v11) = (Version::HTTP_10, Version::HTTP_11);
+        assert!(req(v11, &[]));
+        assert!(req(v11, &["keep-alive, Upgrade"]));
+        assert!(req(v11, &["Upgrade"]));
+        assert!(!req(v11, &["close"]));
+        assert!(!req(v11, &["Close"]));
+        assert!(!req(v11, &["Upgrade, CLOSE"]));
+        assert!(!req(v11, &["keep-alive", "close"]));
+        assert!(!req(v11, &["keep-alive ,close"]));
+        assert!(!req(v10, &[]));
+        assert!(!req(v10, &["Upgrade"]));
+        assert!(req(v10, &["Keep-Alive"]));
+        assert!(req(v10, &["keep-alive, Upgrade"]));
+        assert!(req(v10, &["te", "  KEEP-ALIVE  "]));
+        assert!(!req(v10, &["keep-alive, close"]));
+        // A token that merely contains the word is not it.
+        assert!(req(v11, &["closed"]));
+        assert!(!req(v10, &["keep-alive-ish"]));
     }
 }

@@ -56,3 +56,20 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
         "non-string panic payload"
     }
 }
+
+/// `catch_unwind` for a borrowed future (no `'static`, no box): for the request pipeline, whose
+/// futures borrow the connection. A panic resolves to `Err`; the future is dropped where it
+/// stands.
+pub(crate) async fn catch_unwind_local<F: Future>(
+    future: F,
+) -> Result<F::Output, Box<dyn Any + Send>> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        },
+    )
+    .await
+}

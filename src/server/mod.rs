@@ -5,10 +5,12 @@
 //! `MONOIO_FORCE_LEGACY_DRIVER=1` or io_uring is missing), and returns a [`ServerHandle`].
 //! A connection lives its whole life on the core that accepted it.
 
-mod catch;
-mod conn;
+pub(crate) mod catch;
+pub(crate) mod conn;
+mod io_util;
 mod signal;
-mod worker;
+pub(crate) mod worker;
+mod ws_conn;
 
 use std::{
     io,

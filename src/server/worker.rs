@@ -16,7 +16,10 @@ use std::{
 use monoio::{net::TcpListener, time::sleep, FusionDriver, RuntimeBuilder};
 
 use super::{catch::CatchUnwind, conn, Driver, ServerConfig};
-use crate::{app::App, ws::shared::SharedRef};
+use crate::{
+    app::App,
+    ws::{shared::SharedRef, ClientHandle},
+};
 
 pub(crate) struct WorkerContext {
     pub(crate) index: usize,
@@ -32,8 +35,9 @@ pub(crate) struct WorkerContext {
 pub(crate) struct CoreState {
     pub(crate) index: usize,
     next_id: Cell<u64>,
-    /// Upgraded connections, by id.
-    open: RefCell<HashMap<u64, SharedRef>>,
+    /// Upgraded connections, by id: `(shared state, tracked)`. Untracked ones
+    /// (`client_tracking(false)`) are here only so shutdown can cut them at the deadline.
+    open: RefCell<HashMap<u64, (SharedRef, bool)>>,
     /// Connections still in the HTTP phase, by id, with their socket (to cut them on shutdown).
     handshaking: RefCell<HashMap<u64, RawFd>>,
     /// Connection tasks alive (both phases).
@@ -43,7 +47,7 @@ pub(crate) struct CoreState {
 }
 
 impl CoreState {
-    fn new(index: usize) -> Self {
+    pub(crate) fn new(index: usize) -> Self {
         Self {
             index,
             next_id: Cell::new(0),
@@ -73,9 +77,19 @@ impl CoreState {
         }
     }
 
-    pub(crate) fn register_open(&self, id: u64, shared: SharedRef) {
+    pub(crate) fn register_open(&self, id: u64, shared: SharedRef, tracked: bool) {
         self.handshaking.borrow_mut().remove(&id);
-        self.open.borrow_mut().insert(id, shared);
+        self.open.borrow_mut().insert(id, (shared, tracked));
+    }
+
+    /// Handles on the tracked connections of this core.
+    pub(crate) fn tracked_clients(&self) -> Vec<ClientHandle> {
+        self.open
+            .borrow()
+            .iter()
+            .filter(|(_, (_, tracked))| *tracked)
+            .map(|(&id, (shared, _))| ClientHandle::new(Rc::clone(shared), id))
+            .collect()
     }
 
     fn poll_idle(&self, waker: &Waker) -> Poll<()> {
@@ -153,7 +167,7 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
                 let _ = stream.set_nodelay(true);
                 let task = conn::serve(
                     stream,
-                    peer,
+                    Some(peer),
                     ctx.app.clone(),
                     Rc::clone(&core),
                     Arc::clone(&ctx.config),
@@ -180,7 +194,7 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
         }
     }
     drop(listener);
-    drain(&core, &ctx.config).await;
+    drain(&core, &ctx.app, &ctx.config).await;
     tracing::debug!(worker = ctx.index, "stopped");
 }
 
@@ -193,13 +207,24 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 
 /// Graceful end of a core: 1001 to every open connection, cut the ones still in their HTTP
 /// phase, wait for all to finish up to the drain timeout, then terminate the rest.
-async fn drain(core: &Rc<CoreState>, config: &ServerConfig) {
+async fn drain(core: &Rc<CoreState>, app: &App, config: &ServerConfig) {
     core.shutting_down.set(true);
-    for shared in core.open.borrow().values() {
-        shared
-            .borrow_mut()
-            .start_close(1001, "server shutting down");
+    let clients = core.tracked_clients();
+    match &app.ws_options().pre_close {
+        Some(pre_close) => {
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pre_close(&clients)));
+            if outcome.is_err() {
+                tracing::error!(worker = core.index, "pre_close panicked");
+            }
+        }
+        None => {
+            for client in &clients {
+                let _ = client.close(1001, "server shutting down");
+            }
+        }
     }
+    drop(clients);
     for &fd in core.handshaking.borrow().values() {
         // Wakes the pending read of a connection that has not sent its head yet. A client
         // whose head is already in is answered 503 by its own task.
@@ -219,7 +244,13 @@ async fn drain(core: &Rc<CoreState>, config: &ServerConfig) {
             open,
             "drain timeout: terminating remaining connections"
         );
-        for shared in core.open.borrow().values() {
+        let open: Vec<SharedRef> = core
+            .open
+            .borrow()
+            .values()
+            .map(|(s, _)| Rc::clone(s))
+            .collect();
+        for shared in open {
             shared.borrow_mut().terminate();
         }
         let _ = monoio::time::timeout(

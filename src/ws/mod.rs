@@ -5,11 +5,13 @@
 //! encodes outgoing frames into a buffer the driver writes, and tracks the close handshake.
 //! The driver in `server` does the reading and writing.
 
+mod client_handle;
 mod message;
-mod options;
+pub(crate) mod options;
 pub(crate) mod shared;
 mod socket;
 
+pub use client_handle::ClientHandle;
 pub use message::{CloseFrame, Message, Utf8Bytes};
 pub use options::WsOptions;
 pub use shared::CloseReport;

@@ -1,25 +1,63 @@
-//! Per-app WebSocket options (the `@fastify/websocket` plugin options).
+//! Per-app WebSocket options (the `@fastify/websocket` plugin options, with `ws`'s semantics).
 
-use std::time::Duration;
+use std::{fmt, future::Future, sync::Arc, time::Duration};
+
+use crate::{
+    app::{BoxError, BuildError, LocalFuture, Reply, Request},
+    ws::{ClientHandle, WebSocket},
+};
+
+pub(crate) type VerifyClientFn = Arc<dyn Fn(&Request) -> Result<(), Reply> + Send + Sync>;
+pub(crate) type HandleProtocolsFn =
+    Arc<dyn Fn(&[String], &Request) -> Option<String> + Send + Sync>;
+pub(crate) type WsErrorHandlerFn =
+    Arc<dyn Fn(BoxError, WebSocket, Request) -> LocalFuture<()> + Send + Sync>;
+pub(crate) type PreCloseFn = Arc<dyn Fn(&[ClientHandle]) + Send + Sync>;
 
 /// Options for every WebSocket route of an app. Each default is in its setter's docs.
 ///
 /// ```
-/// use ringsocket::WsOptions;
+/// use ringsocket::{Reply, WsOptions};
 /// use std::time::Duration;
 ///
 /// let options = WsOptions::new()
 ///     .max_payload(16 * 1024 * 1024)
-///     .close_timeout(Duration::from_secs(2));
+///     .close_timeout(Duration::from_secs(2))
+///     .verify_client(|req| match req.header("origin") {
+///         Some("https://example.com") => Ok(()),
+///         _ => Err(Reply::new().code(403)),
+///     })
+///     .handle_protocols(|offered, _req| offered.iter().find(|p| *p == "chat").cloned());
 /// assert_eq!(options.get_max_payload(), 16 * 1024 * 1024);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WsOptions {
     pub(crate) max_payload: usize,
     max_fragments: Option<usize>,
     pub(crate) close_timeout: Duration,
     pub(crate) max_backpressure: usize,
     pub(crate) max_inbound: usize,
+    pub(crate) verify_client: Option<VerifyClientFn>,
+    pub(crate) handle_protocols: Option<HandleProtocolsFn>,
+    pub(crate) client_tracking: bool,
+    pub(crate) auto_pong: bool,
+    pub(crate) skip_utf8_validation: bool,
+    pub(crate) error_handler: Option<WsErrorHandlerFn>,
+    pub(crate) pre_close: Option<PreCloseFn>,
+}
+
+impl fmt::Debug for WsOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsOptions")
+            .field("max_payload", &self.max_payload)
+            .field("max_fragments", &self.get_max_fragments())
+            .field("close_timeout", &self.close_timeout)
+            .field("max_backpressure", &self.max_backpressure)
+            .field("client_tracking", &self.client_tracking)
+            .field("auto_pong", &self.auto_pong)
+            .field("skip_utf8_validation", &self.skip_utf8_validation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for WsOptions {
@@ -37,12 +75,19 @@ impl WsOptions {
             close_timeout: Duration::from_secs(5),
             max_backpressure: 1 << 20,
             max_inbound: 1 << 20,
+            verify_client: None,
+            handle_protocols: None,
+            client_tracking: true,
+            auto_pong: true,
+            skip_utf8_validation: false,
+            error_handler: None,
+            pre_close: None,
         }
     }
 
     /// Largest message accepted, in bytes, all fragments together (and, with compression, after
     /// inflating). A bigger one closes the connection with 1009 as soon as its frame header
-    /// says so. Default 1 MiB (`ws`'s `maxPayload`).
+    /// says so. Default 1 MiB (`ws`'s `maxPayload` is 100 MiB; 1 MiB is the safer default).
     #[must_use]
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
@@ -60,8 +105,8 @@ impl WsOptions {
         self
     }
 
-    /// How long to wait for the peer's close frame after sending ours before the TCP
-    /// connection is closed anyway. Default 5 s.
+    /// How long the close handshake may take, from the moment it starts (or the peer leaves)
+    /// until the TCP connection is cut. Default 5 s (`ws`: 30 s).
     #[must_use]
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
@@ -85,6 +130,86 @@ impl WsOptions {
         self
     }
 
+    /// Accepts or refuses an upgrade after the route's hooks, before the 101 (`ws`'s
+    /// `verifyClient`). `Err(reply)` is written as the HTTP answer (e.g. 401 with a
+    /// `WWW-Authenticate` header) and the connection is closed. Default: accept all.
+    #[must_use]
+    pub fn verify_client<F>(mut self, verify: F) -> Self
+    where
+        F: Fn(&Request) -> Result<(), Reply> + Send + Sync + 'static,
+    {
+        self.verify_client = Some(Arc::new(verify));
+        self
+    }
+
+    /// Picks the subprotocol from those the client offered (`ws`'s `handleProtocols`); `None`
+    /// answers without `Sec-WebSocket-Protocol`. A pick that was not offered is ignored.
+    /// Default: the first offered.
+    #[must_use]
+    pub fn handle_protocols<F>(mut self, pick: F) -> Self
+    where
+        F: Fn(&[String], &Request) -> Option<String> + Send + Sync + 'static,
+    {
+        self.handle_protocols = Some(Arc::new(pick));
+        self
+    }
+
+    /// Whether connections are tracked (for `pre_close` and the default shutdown close).
+    /// Untracked connections are not closed with 1001 on shutdown; they are cut at the drain
+    /// deadline. Default true.
+    #[must_use]
+    pub fn client_tracking(mut self, track: bool) -> Self {
+        self.client_tracking = track;
+        self
+    }
+
+    /// Whether pings are answered automatically. When off, pings reach `recv()` as
+    /// `Message::Ping` and the handler answers them (or not). Default true.
+    #[must_use]
+    pub fn auto_pong(mut self, auto: bool) -> Self {
+        self.auto_pong = auto;
+        self
+    }
+
+    /// Skips UTF-8 validation of text messages (`ws`'s `skipUTF8Validation`). Invalid text then
+    /// reaches the handler: `Utf8Bytes::as_str` returns `""` for it, `as_bytes` the bytes.
+    /// Default false.
+    #[must_use]
+    pub fn skip_utf8_validation(mut self, skip: bool) -> Self {
+        self.skip_utf8_validation = skip;
+        self
+    }
+
+    /// Handles an error returned by a WebSocket handler (after the upgrade). It gets the
+    /// error, a handle on the connection and the request; if the connection is still open
+    /// when it returns, it is closed with 1011. Default: log the error and terminate the
+    /// connection (the client sees 1006), as `@fastify/websocket` does. A panicking handler
+    /// always closes with 1011.
+    #[must_use]
+    pub fn error_handler<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(BoxError, WebSocket, Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self.error_handler = Some(Arc::new(move |err, ws, req| {
+            Box::pin(handler(err, ws, req))
+        }));
+        self
+    }
+
+    /// Replaces what shutdown does to open connections, on each core, with that core's tracked
+    /// clients (`@fastify/websocket`'s `preClose`). Connections still open afterwards get the
+    /// drain timeout to finish, then are cut. Default: close each with 1001
+    /// "server shutting down" after its queued messages.
+    #[must_use]
+    pub fn pre_close<F>(mut self, pre_close: F) -> Self
+    where
+        F: Fn(&[ClientHandle]) + Send + Sync + 'static,
+    {
+        self.pre_close = Some(Arc::new(pre_close));
+        self
+    }
+
     /// The configured [`max_payload`](Self::max_payload).
     pub fn get_max_payload(&self) -> usize {
         self.max_payload
@@ -99,5 +224,21 @@ impl WsOptions {
     /// The configured [`close_timeout`](Self::close_timeout).
     pub fn get_close_timeout(&self) -> Duration {
         self.close_timeout
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), BuildError> {
+        if self.max_payload == 0 {
+            return Err(BuildError::InvalidOption {
+                name: "max_payload",
+                reason: "must be at least 1 byte".into(),
+            });
+        }
+        if self.close_timeout.is_zero() {
+            return Err(BuildError::InvalidOption {
+                name: "close_timeout",
+                reason: "must be longer than zero".into(),
+            });
+        }
+        Ok(())
     }
 }

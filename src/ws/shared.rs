@@ -95,8 +95,9 @@ pub(crate) struct Shared {
     /// The route handler's future is still running: a dropped handle then leaves the close
     /// to the handler's outcome (1000, or 1011 on error or panic).
     pub(crate) handler_running: bool,
-    /// The [`WebSocket`](super::WebSocket) handle still exists somewhere.
-    pub(crate) handle_alive: bool,
+    /// [`WebSocket`](super::WebSocket) handles alive: when the last goes and no handler runs,
+    /// the connection is closed normally.
+    pub(crate) handles: usize,
     /// The handler's task has been polled (it is spawned, so it may start after the reader).
     handler_polled: bool,
     /// The handler has asked for messages at least once.
@@ -139,7 +140,7 @@ impl Shared {
             send_wakers: Vec::new(),
             terminated: false,
             handler_running: true,
-            handle_alive: true,
+            handles: 0,
             handler_polled: false,
             recv_called: false,
             cutter: None,
@@ -256,6 +257,14 @@ impl Shared {
         self.close_timer = None;
     }
 
+    /// Starts the close handshake with an empty close frame (no status code: the peer sees
+    /// 1005), as `ws`'s `close()` without arguments.
+    pub(crate) fn close_without_code(&mut self) {
+        if self.phase == Phase::Open && !self.terminated {
+            self.queue_close_frame(None, &[]);
+        }
+    }
+
     fn queue_close_frame(&mut self, code: Option<u16>, payload: &[u8]) {
         let mut frame = BytesMut::with_capacity(2 + payload.len());
         encode_frame(&mut frame, true, false, OpCode::Close, None, payload);
@@ -343,6 +352,11 @@ impl Shared {
 
     /// Answers a ping, coalescing with any pong not yet written.
     pub(crate) fn on_ping(&mut self, payload: Bytes) {
+        if !self.options.auto_pong {
+            // The handler answers (or not): the ping is a message like any other.
+            self.push_inbound(Message::Ping(payload));
+            return;
+        }
         if self.phase == Phase::Open {
             if self.pending_pongs.len() == MAX_PENDING_PONGS {
                 self.pending_pongs.pop_front();

@@ -61,6 +61,7 @@ impl WebSocket {
         peer_addr: Option<SocketAddr>,
         protocol: Option<String>,
     ) -> Self {
+        shared.borrow_mut().handles += 1;
         Self {
             shared,
             id,
@@ -189,10 +190,10 @@ fn queue_control(
 impl Drop for WebSocket {
     fn drop(&mut self) {
         if let Ok(mut shared) = self.shared.try_borrow_mut() {
-            shared.handle_alive = false;
+            shared.handles -= 1;
             // While the handler runs, its outcome decides the code (a panic unwinding
             // through here must end in 1011, not 1000).
-            if !shared.handler_running {
+            if shared.handles == 0 && !shared.handler_running {
                 shared.start_close(1000, "");
             }
         }

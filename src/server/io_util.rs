@@ -1,0 +1,91 @@
+//! Small I/O helpers over monoio's ownership-passing API.
+
+use std::{io, os::fd::RawFd, time::Duration};
+
+use bytes::BytesMut;
+use monoio::{
+    buf::IoBufMut,
+    io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split},
+    time::timeout,
+};
+
+use crate::{app::Reply, http::write_full_response};
+
+/// A byte stream a connection can run on: TCP from the listener, or one end of a socket pair
+/// for injected connections.
+pub(crate) trait Conn:
+    AsyncReadRent + AsyncWriteRent + Split + std::os::fd::AsRawFd + 'static
+{
+}
+
+impl<T: AsyncReadRent + AsyncWriteRent + Split + std::os::fd::AsRawFd + 'static> Conn for T {}
+
+/// How long a refused connection is drained before it is closed, so the client reads the
+/// answer instead of a reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Appends what the socket has to `buf`, keeping at least `min_spare` bytes of room for the
+/// read. `Ok(0)` is EOF.
+pub(crate) async fn read_more<S: AsyncReadRent>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    min_spare: usize,
+) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < min_spare {
+        buf.reserve(min_spare);
+    }
+    let owned = std::mem::take(buf);
+    let len = owned.len();
+    let (res, slice) = stream.read(owned.slice_mut(len..)).await;
+    *buf = slice.into_inner();
+    res
+}
+
+/// Writes all of `bytes`.
+pub(crate) async fn write_bytes<S: AsyncWriteRent>(
+    stream: &mut S,
+    bytes: Vec<u8>,
+) -> io::Result<()> {
+    let (res, _) = stream.write_all(bytes).await;
+    res.map(|_| ())
+}
+
+/// Serializes and writes a reply.
+pub(crate) async fn write_reply<S: AsyncWriteRent>(
+    stream: &mut S,
+    reply: &Reply,
+    keep_alive: bool,
+    head_only: bool,
+) -> io::Result<()> {
+    let body = reply.body();
+    let mut out = Vec::with_capacity(160 + body.len());
+    write_full_response(
+        &mut out,
+        reply.status(),
+        reply.headers(),
+        &body,
+        keep_alive,
+        head_only,
+    );
+    write_bytes(stream, out).await
+}
+
+/// Half-closes, then reads and discards until the peer closes or [`LINGER`] passes: closing a
+/// socket with unread input makes the kernel send RST, which can destroy the answer we just
+/// wrote before the client reads it.
+pub(crate) async fn linger<S: AsyncReadRent>(stream: &mut S, fd: RawFd) {
+    // SAFETY: fd is the live socket owned by the caller.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+    let _ = timeout(LINGER, async {
+        let mut scratch = vec![0u8; 4096];
+        loop {
+            let (res, b) = stream.read(scratch).await;
+            scratch = b;
+            match res {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,319 @@
+//! One connection on its core, WebSocket phase: three tasks share the connection's
+//! [`Shared`] state. This task reads and decodes; a writer task owns the write side; the
+//! handler runs on its own. Everything stays on this core.
+
+use std::{
+    cell::RefCell,
+    future::poll_fn,
+    os::fd::RawFd,
+    rc::{Rc, Weak},
+    time::Duration,
+};
+
+use bytes::BytesMut;
+use monoio::{
+    io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable},
+    time::timeout,
+};
+
+use super::{
+    catch::{panic_message, CatchUnwind},
+    conn::READ_CHUNK,
+    io_util::{read_more, Conn},
+    worker::{ConnGuard, CoreState},
+};
+use crate::{
+    app::{Request, WsHandlerFn},
+    proto::{Decoder, DecoderConfig, Message as Frame},
+    ws::{
+        shared::{Shared, SharedRef, WriteJob},
+        WebSocket, WsOptions,
+    },
+};
+
+const MAX_READ_CHUNK: usize = 256 * 1024;
+/// Longest wait for the handler to take earlier messages before a close is answered or a
+/// protocol error fails the connection.
+const CATCH_UP: Duration = Duration::from_secs(1);
+
+/// Runs an upgraded connection until it is over. Without a handler (an upgrade to a route with
+/// no WebSocket handler) the connection is closed at once without a status code, as
+/// `@fastify/websocket` does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run<S: Conn>(
+    stream: S,
+    buf: BytesMut,
+    handler: Option<WsHandlerFn>,
+    req: Request,
+    protocol: Option<String>,
+    options: WsOptions,
+    core: &Rc<CoreState>,
+    guard: ConnGuard,
+) {
+    let fd = stream.as_raw_fd();
+    let decoder = Decoder::new(DecoderConfig {
+        max_message_size: options.max_payload,
+        max_fragments: options.get_max_fragments(),
+        validate_utf8: !options.skip_utf8_validation,
+        ..DecoderConfig::server()
+    });
+    let close_timeout = options.close_timeout;
+    let tracked = options.client_tracking;
+    let error_handler = options.error_handler.clone();
+    let shared = Shared::new(options);
+    shared.borrow_mut().attach(
+        socket_cutter(fd),
+        close_timer(Rc::downgrade(&shared), close_timeout),
+    );
+    core.register_open(guard.id, Rc::clone(&shared), tracked);
+
+    let (reader, writer) = stream.into_split();
+    let writer = monoio::spawn(CatchUnwind::new(write_loop(writer, fd, Rc::clone(&shared))));
+    match handler {
+        Some(handler) => {
+            let ws = WebSocket::new(
+                Rc::clone(&shared),
+                guard.id,
+                req.peer_addr(),
+                protocol.clone(),
+            );
+            spawn_handler(
+                handler,
+                error_handler,
+                ws,
+                req,
+                protocol,
+                guard.id,
+                Rc::clone(&shared),
+            );
+        }
+        None => {
+            tracing::info!(
+                path = req.path(),
+                "closed incoming websocket connection for path with no websocket handler"
+            );
+            let mut shared = shared.borrow_mut();
+            shared.handler_running = false;
+            shared.close_without_code();
+        }
+    }
+
+    read_loop(reader, buf, decoder, &shared).await;
+    shared.borrow_mut().set_reader_done();
+    if let Err(payload) = writer.await {
+        tracing::error!("writer panicked: {}", panic_message(&*payload));
+    }
+    let report = {
+        let mut shared = shared.borrow_mut();
+        shared.mark_clean();
+        shared.set_finished();
+        shared.report()
+    };
+    tracing::debug!(id = guard.id, ?report, "connection closed");
+    drop(guard);
+}
+
+fn spawn_handler(
+    handler: WsHandlerFn,
+    error_handler: Option<crate::ws::options::WsErrorHandlerFn>,
+    ws: WebSocket,
+    req: Request,
+    protocol: Option<String>,
+    id: u64,
+    shared: SharedRef,
+) {
+    let future = handler(ws, req.clone());
+    monoio::spawn(async move {
+        // Runs before the handler's first poll; the reader, on this same core, only looks at
+        // the flag after that poll has finished.
+        shared.borrow_mut().handler_started();
+        let outcome = CatchUnwind::new(future).await;
+        match outcome {
+            Ok(Ok(())) => {
+                let mut shared = shared.borrow_mut();
+                shared.handler_running = false;
+                if shared.handles == 0 {
+                    shared.start_close(1000, "");
+                }
+            }
+            Ok(Err(err)) => match error_handler {
+                // The default, as @fastify/websocket: log and terminate (the client sees 1006).
+                None => {
+                    tracing::error!(path = req.path(), "websocket handler failed: {err}");
+                    let mut shared = shared.borrow_mut();
+                    shared.handler_running = false;
+                    shared.terminate();
+                }
+                Some(error_handler) => {
+                    let ws = WebSocket::new(Rc::clone(&shared), id, req.peer_addr(), protocol);
+                    let handled = CatchUnwind::new(error_handler(err, ws, req)).await;
+                    if let Err(payload) = handled {
+                        tracing::error!(
+                            "websocket error handler panicked: {}",
+                            panic_message(&*payload)
+                        );
+                    }
+                    let mut shared = shared.borrow_mut();
+                    shared.handler_running = false;
+                    shared.fail(1011);
+                }
+            },
+            Err(payload) => {
+                tracing::error!("websocket handler panicked: {}", panic_message(&*payload));
+                let mut shared = shared.borrow_mut();
+                shared.handler_running = false;
+                shared.fail(1011);
+            }
+        }
+    });
+}
+
+/// Reads and decodes until the peer's close frame, EOF, a protocol error, or termination.
+async fn read_loop<S: Conn>(
+    mut reader: OwnedReadHalf<S>,
+    mut buf: BytesMut,
+    mut decoder: Decoder,
+    shared: &SharedRef,
+) {
+    loop {
+        loop {
+            if shared.borrow().inbound_full() {
+                poll_fn(|cx| shared.borrow_mut().poll_room(cx.waker())).await;
+            }
+            if shared.borrow().terminated {
+                return;
+            }
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => match frame {
+                    Frame::Ping(payload) => shared.borrow_mut().on_ping(payload),
+                    Frame::Pong(_) => {}
+                    Frame::Close(close) => {
+                        catch_up(shared).await;
+                        shared.borrow_mut().on_close_frame(close);
+                        return;
+                    }
+                    data => shared.borrow_mut().push_inbound(data.into()),
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!("protocol error: {e}");
+                    catch_up(shared).await;
+                    shared.borrow_mut().on_protocol_error(e);
+                    drain_input(&mut reader, buf).await;
+                    return;
+                }
+            }
+        }
+        let want = if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            READ_CHUNK.max(buf.len().min(MAX_READ_CHUNK))
+        } else {
+            0
+        };
+        match read_more(&mut reader, &mut buf, want).await {
+            Ok(0) | Err(_) => {
+                shared.borrow_mut().on_read_end();
+                return;
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Lets the handler take the messages that arrived before a close frame or a protocol
+/// error (see `Shared::poll_handler_caught_up`), for at most [`CATCH_UP`].
+async fn catch_up(shared: &SharedRef) {
+    let _ = timeout(
+        CATCH_UP,
+        poll_fn(|cx| shared.borrow_mut().poll_handler_caught_up(cx.waker())),
+    )
+    .await;
+}
+
+/// After failing the connection: discard input until the peer closes (the close timer cuts
+/// the socket at the close timeout), so our close frame is not lost to a reset.
+async fn drain_input<R: AsyncReadRent>(reader: &mut R, mut buf: BytesMut) {
+    loop {
+        buf.clear();
+        if buf.capacity() < READ_CHUNK {
+            buf.reserve(READ_CHUNK);
+        }
+        let (res, b) = reader.read(buf).await;
+        buf = b;
+        match res {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Owns the write side: writes pongs, queued messages in order, then the close frame; after
+/// that, waits for the reader to see the peer's close.
+async fn write_loop<S: Conn>(mut writer: OwnedWriteHalf<S>, fd: RawFd, shared: SharedRef) {
+    let mut spare = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        let job = poll_fn(|cx| shared.borrow_mut().poll_write_job(cx.waker(), &mut spare)).await;
+        match job {
+            WriteJob::Stop => break,
+            WriteJob::Control | WriteJob::Data => {
+                let (res, b) = writer.write_all(spare).await;
+                spare = b;
+                match res {
+                    Ok(n) => {
+                        if job == WriteJob::Data {
+                            shared.borrow_mut().on_data_written(n);
+                        }
+                    }
+                    Err(_) => {
+                        shared.borrow_mut().on_write_error();
+                        break;
+                    }
+                }
+                if spare.capacity() > MAX_READ_CHUNK * 4 {
+                    // Do not keep a huge buffer around after one big message.
+                    spare = BytesMut::with_capacity(READ_CHUNK);
+                }
+            }
+            WriteJob::Close { shutdown } => {
+                let (res, _) = writer.write_all(spare).await;
+                if res.is_err() {
+                    shared.borrow_mut().on_write_error();
+                    break;
+                }
+                if shutdown {
+                    // SAFETY: fd is this connection's live socket (the write half keeps it open).
+                    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+                }
+                break;
+            }
+        }
+    }
+    // Wait for the peer's close (the reader ends); the close timer, armed when the close
+    // began, terminates the connection if it does not come in time.
+    poll_fn(|cx| shared.borrow_mut().poll_reader_done(cx.waker())).await;
+    // The write half is the last owner of the socket: once this task ends the fd is closed
+    // and may be reused, so the cutter must go first.
+    shared.borrow_mut().detach();
+}
+
+/// Cuts both directions of the socket: a pending read returns EOF, a pending write fails.
+fn socket_cutter(fd: RawFd) -> Box<dyn Fn()> {
+    Box::new(move || {
+        // SAFETY: the cutter is removed (`Shared::detach`) before the socket is closed, so
+        // `fd` is still this connection's socket whenever this runs.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    })
+}
+
+/// Once the close begins (or the peer leaves), the connection has `close_timeout` to finish;
+/// then it is terminated, whatever it is waiting for (a close reply, a write to a peer that
+/// does not read).
+fn close_timer(shared: Weak<RefCell<Shared>>, close_timeout: Duration) -> Box<dyn FnOnce()> {
+    Box::new(move || {
+        monoio::spawn(async move {
+            monoio::time::sleep(close_timeout).await;
+            if let Some(shared) = shared.upgrade() {
+                shared.borrow_mut().terminate();
+            }
+        });
+    })
+}

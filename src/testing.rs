@@ -1,0 +1,302 @@
+//! Test injection (`@fastify/websocket`'s `injectWS`, Fastify's `inject`): the real pipeline,
+//! with no listening socket.
+//!
+//! - [`App::inject`] runs a plain request through routing, hooks, body, handler and the send
+//!   path, in memory, and returns the response.
+//! - [`App::inject_ws`] connects a [`Client`] to the app over a socket pair: the connection runs
+//!   through the same driver as a network one (HTTP head, hooks, handshake, 101, the
+//!   WebSocket phase), on the current monoio runtime.
+//!
+//! Both must be awaited inside a monoio runtime (timers enabled), like the handlers they run;
+//! [`run`] builds one for a test.
+//!
+//! ```
+//! use ringsocket::{testing, App, Message};
+//!
+//! let app = App::builder()
+//!     .get("/hello", |_req| async { "world" })
+//!     .ws("/echo", |mut ws, _req| async move {
+//!         while let Some(Ok(m)) = ws.recv().await {
+//!             if m.is_close() || ws.send(m).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     })
+//!     .build()
+//!     .unwrap();
+//! testing::run(async move {
+//!     let res = app.inject(http::Request::get("/hello").body(()).unwrap()).await;
+//!     assert_eq!(res.status(), 200);
+//!     assert_eq!(res.text(), "world");
+//!
+//!     let mut client = app.inject_ws("/echo").connect().await.unwrap();
+//!     client.send(Message::text("hi")).await.unwrap();
+//!     assert_eq!(client.recv().await.unwrap().unwrap(), Message::text("hi"));
+//! });
+//! ```
+
+use std::{cell::RefCell, future::Future, rc::Rc, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use monoio::net::UnixStream;
+
+use crate::{
+    app::{
+        pipeline::{self, BodySource, RouteOutcome, Routed},
+        App, HttpError,
+    },
+    client::Client,
+    http::HeadLimits,
+    server::{catch::catch_unwind_local, conn, worker::CoreState, ServerConfig},
+    Error,
+};
+
+/// Runs `future` on a fresh monoio runtime (io_uring where available, timers on) and returns
+/// its output: the simplest way to drive `inject` and `inject_ws` from a `#[test]`.
+pub fn run<F: Future>(future: F) -> F::Output {
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("monoio runtime")
+        .block_on(future)
+}
+
+/// The response to an injected request.
+#[derive(Debug, Clone)]
+pub struct InjectedResponse {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl InjectedResponse {
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// One header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as JSON.
+    ///
+    /// # Errors
+    ///
+    /// When the body is not valid JSON for `T`.
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// Bodies [`App::inject`] takes: `()` for none, text or bytes.
+pub trait IntoBody {
+    /// The body bytes.
+    fn into_body(self) -> Bytes;
+}
+
+impl IntoBody for () {
+    fn into_body(self) -> Bytes {
+        Bytes::new()
+    }
+}
+
+impl IntoBody for &'static str {
+    fn into_body(self) -> Bytes {
+        Bytes::from_static(self.as_bytes())
+    }
+}
+
+impl IntoBody for String {
+    fn into_body(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl IntoBody for Vec<u8> {
+    fn into_body(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl IntoBody for Bytes {
+    fn into_body(self) -> Bytes {
+        self
+    }
+}
+
+struct MemoryBody(Option<Bytes>);
+
+impl BodySource for MemoryBody {
+    async fn read_body(&mut self, limit: usize) -> Result<Bytes, HttpError> {
+        let body = self.0.take().unwrap_or_default();
+        if body.len() > limit {
+            return Err(HttpError::new(
+                413,
+                format!("request body larger than {limit} bytes"),
+            ));
+        }
+        Ok(body)
+    }
+}
+
+impl App {
+    /// Runs a plain HTTP request through the app (routing, hooks, body limit, handler, error
+    /// path, send hooks, `on_response`) without any socket, and returns the response. A
+    /// response to `HEAD` has no body.
+    pub async fn inject<B: IntoBody>(&self, request: http::Request<B>) -> InjectedResponse {
+        let (parts, body) = request.into_parts();
+        let body = body.into_body();
+        let head = http::Request::from_parts(parts, ());
+        let head_only = head.method() == Method::HEAD;
+        let (reply, routed) = match pipeline::route_request(self, head, None, false) {
+            RouteOutcome::NotFound(reply) => (reply, None),
+            RouteOutcome::Routed(Routed { route, req }) => {
+                let mut source = MemoryBody(Some(body));
+                let reply =
+                    match catch_unwind_local(pipeline::run_http(&route, &req, &mut source)).await {
+                        Ok(reply) => reply,
+                        Err(_) => HttpError::internal("Internal Server Error").into_reply(),
+                    };
+                (reply, Some((route, req)))
+            }
+        };
+        let response = InjectedResponse {
+            status: reply.status(),
+            headers: reply.headers().clone(),
+            body: if head_only {
+                Bytes::new()
+            } else {
+                reply.body()
+            },
+        };
+        if let Some((route, req)) = routed {
+            pipeline::run_on_response(&route, &req, reply.status()).await;
+        }
+        response
+    }
+
+    /// Starts an injected WebSocket connection to `path` (`injectWS`).
+    pub fn inject_ws(&self, path: &str) -> InjectWs {
+        InjectWs {
+            app: self.clone(),
+            path: path.to_owned(),
+            headers: Vec::new(),
+            on_init: None,
+            on_open: None,
+        }
+    }
+}
+
+type OnOpen = Box<dyn FnOnce(&mut Client<UnixStream>)>;
+
+/// An injected WebSocket connection being set up; see [`App::inject_ws`].
+pub struct InjectWs {
+    app: App,
+    path: String,
+    headers: Vec<(String, String)>,
+    on_init: Option<Box<dyn FnOnce()>>,
+    on_open: Option<OnOpen>,
+}
+
+impl std::fmt::Debug for InjectWs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InjectWs")
+            .field("path", &self.path)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// Injected connections live on the test's own runtime; they get a core state of their
+    /// own, like a worker's.
+    static INJECT_CORE: RefCell<Option<Rc<CoreState>>> = const { RefCell::new(None) };
+}
+
+impl InjectWs {
+    /// Adds a header to the upgrade request (the upgrade headers themselves are always set).
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Called before the upgrade request is sent (`onInit`).
+    #[must_use]
+    pub fn on_init(mut self, f: impl FnOnce() + 'static) -> Self {
+        self.on_init = Some(Box::new(f));
+        self
+    }
+
+    /// Called with the client once the 101 has arrived, before [`connect`](Self::connect)
+    /// returns it (`onOpen`).
+    #[must_use]
+    pub fn on_open(mut self, f: impl FnOnce(&mut Client<UnixStream>) + 'static) -> Self {
+        self.on_open = Some(Box::new(f));
+        self
+    }
+
+    /// Performs the upgrade over an in-memory socket pair.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Handshake`] with "Unexpected server response: STATUS" when the app answers
+    /// anything but 101 (a hook's 401, a 404, ...); [`Error::Io`] if the pair cannot be made.
+    pub async fn connect(self) -> Result<Client<UnixStream>, Error> {
+        let (server_end, client_end) = UnixStream::pair()?;
+        let core = INJECT_CORE.with(|core| {
+            Rc::clone(
+                core.borrow_mut()
+                    .get_or_insert_with(|| Rc::new(CoreState::new(u16::MAX as usize))),
+            )
+        });
+        let config = Arc::new(ServerConfig {
+            handshake_timeout: Duration::from_secs(10),
+            head_limits: HeadLimits::default(),
+            drain_timeout: Duration::from_secs(10),
+            backlog: 0,
+            pin_threads: false,
+        });
+        monoio::spawn(conn::serve(
+            server_end,
+            None,
+            self.app.clone(),
+            core,
+            config,
+        ));
+        if let Some(on_init) = self.on_init {
+            on_init();
+        }
+        let mut builder = Client::builder_on(client_end, "localhost", &self.path);
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        let mut client = builder.connect_stream().await.map_err(|e| match e {
+            Error::Handshake(msg) => Error::Handshake(msg),
+            other => other,
+        })?;
+        if let Some(on_open) = self.on_open {
+            on_open(&mut client);
+        }
+        Ok(client)
+    }
+}
