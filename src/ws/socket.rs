@@ -22,20 +22,28 @@ use crate::{
 /// elsewhere (another task), the connection lives until that copy is dropped. A handler that
 /// returns an error or panics closes the connection with 1011.
 ///
-/// ```no_run
-/// use ringsocket::{App, Message, Server};
+/// ```
+/// use ringsocket::{testing, App, CloseFrame, Message};
 ///
 /// let app = App::builder()
 ///     .ws("/echo", |mut ws, _req| async move {
 ///         while let Some(Ok(message)) = ws.recv().await {
-///             if ws.send(message).await.is_err() {
+///             if message.is_close() || ws.send(message).await.is_err() {
 ///                 break;
 ///             }
 ///         }
 ///     })
 ///     .build()
 ///     .unwrap();
-/// Server::new(app).listen("127.0.0.1:3000").unwrap().run();
+/// // The same app would be served with `Server::new(app).listen(addr)?.run()`.
+/// testing::run(async move {
+///     let mut client = app.inject_ws("/echo").connect().await.unwrap();
+///     client.send(Message::text("ping?")).await.unwrap();
+///     assert_eq!(client.recv().await.unwrap().unwrap(), Message::text("ping?"));
+///     client.close(1000, "bye").await.unwrap();
+///     let close = client.recv().await.unwrap().unwrap();
+///     assert_eq!(close, Message::Close(Some(CloseFrame { code: 1000, reason: String::new() })));
+/// });
 /// ```
 pub struct WebSocket {
     shared: SharedRef,
