@@ -40,10 +40,7 @@ fn read_responses(stream: &mut TcpStream, count: usize) -> Vec<(u16, String, Vec
             .expect("response before the timeout");
         assert!(n > 0, "connection closed after {} responses", out.len());
         data.extend_from_slice(&chunk[..n]);
-        loop {
-            let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
-                break;
-            };
+        while let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&data[..end]).into_owned();
             let len: usize = head
                 .lines()

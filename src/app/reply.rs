@@ -15,7 +15,12 @@ use super::{BoxError, HttpError};
 /// assert_eq!(reply.body(), "created".as_bytes());
 /// ```
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub struct Reply(Box<Parts>);
+
+/// Boxed so a `Reply` is one pointer: `Result<(), Reply>` (a hook's or `verify_client`'s
+/// answer) stays small.
+#[derive(Debug, Clone)]
+struct Parts {
     status: StatusCode,
     headers: HeaderMap,
     body: Body,
@@ -39,24 +44,24 @@ impl Default for Reply {
 impl Reply {
     /// 200 with no body.
     pub fn new() -> Self {
-        Self {
+        Self(Box::new(Parts {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             body: Body::Bytes(Bytes::new()),
-        }
+        }))
     }
 
     /// Sets the status code (Fastify's `reply.code`). An invalid code becomes 500.
     #[must_use]
     pub fn code(mut self, code: u16) -> Self {
-        self.status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.0.status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         self
     }
 
     /// Sets the status.
     #[must_use]
     pub fn status_code(mut self, status: StatusCode) -> Self {
-        self.status = status;
+        self.0.status = status;
         self
     }
 
@@ -69,7 +74,7 @@ impl Reply {
             HeaderValue::from_str(value),
         ) {
             (Ok(name), Ok(value)) => {
-                self.headers.insert(name, value);
+                self.0.headers.insert(name, value);
             }
             _ => tracing::warn!(name, "invalid reply header ignored"),
         }
@@ -96,7 +101,7 @@ impl Reply {
         match serde_json::to_value(value) {
             Ok(value) => {
                 self.set_default_content_type("application/json; charset=utf-8");
-                self.body = Body::Json(value);
+                self.0.body = Body::Json(value);
                 self
             }
             Err(e) => HttpError::internal(format!("reply serialization failed: {e}")).into_reply(),
@@ -105,35 +110,36 @@ impl Reply {
 
     fn with_body(mut self, body: Bytes, content_type: &'static str) -> Self {
         self.set_default_content_type(content_type);
-        self.body = Body::Bytes(body);
+        self.0.body = Body::Bytes(body);
         self
     }
 
     fn set_default_content_type(&mut self, content_type: &'static str) {
-        if !self.headers.contains_key(header::CONTENT_TYPE) {
-            self.headers
+        if !self.0.headers.contains_key(header::CONTENT_TYPE) {
+            self.0
+                .headers
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         }
     }
 
     /// The status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.0.headers
     }
 
     /// Mutable headers (for `on_send` hooks).
     pub fn headers_mut(&mut self) -> &mut HeaderMap {
-        &mut self.headers
+        &mut self.0.headers
     }
 
     /// The body bytes (a JSON body serialized).
     pub fn body(&self) -> Bytes {
-        match &self.body {
+        match &self.0.body {
             Body::Bytes(b) => b.clone(),
             #[cfg(feature = "json")]
             Body::Json(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
@@ -141,11 +147,11 @@ impl Reply {
     }
 
     pub(crate) fn body_ref(&self) -> &Body {
-        &self.body
+        &self.0.body
     }
 
     pub(crate) fn set_body(&mut self, body: Body) {
-        self.body = body;
+        self.0.body = body;
     }
 }
 
