@@ -92,3 +92,16 @@ fn shutdown_cuts_connections_that_never_sent_a_head() {
     assert!(started.elapsed() < Duration::from_secs(3));
     drop(idle);
 }
+
+#[test]
+fn a_connection_accepted_just_before_shutdown_does_not_keep_the_listener() {
+    for round in 0..10 {
+        let server = start(echo_app());
+        let addr = server.local_addr();
+        let raw = std::net::TcpStream::connect(addr).unwrap();
+        server.shutdown();
+        server.wait();
+        assert!(std::net::TcpStream::connect(addr).is_err(), "round {round}: still accepting after wait()");
+        drop(raw);
+    }
+}

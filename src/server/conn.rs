@@ -11,7 +11,7 @@ use monoio::time::timeout;
 
 use super::{
     catch::{catch_unwind_local, panic_message},
-    io_util::{linger, read_more, write_bytes, write_reply, Conn},
+    io_util::{linger, read_more, write_bytes, write_reply, Conn, CutOnDrop},
     worker::{ConnGuard, CoreState},
     ws_conn, ServerConfig,
 };
@@ -40,6 +40,7 @@ pub(crate) async fn serve<S: Conn>(
     let fd = stream.as_raw_fd();
     let guard = core.enter(fd);
     let mut stream = stream;
+    let cut = CutOnDrop::new(fd);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut first = true;
     loop {
@@ -57,7 +58,7 @@ pub(crate) async fn serve<S: Conn>(
         };
         first = false;
         if proto::is_upgrade_request(&head) {
-            return upgrade(stream, buf, head, peer, &app, &core, guard).await;
+            return upgrade(stream, buf, head, peer, &app, &core, guard, cut).await;
         }
         if core.shutting_down.get() {
             return refuse(&mut stream, StatusCode::SERVICE_UNAVAILABLE, &[]).await;
@@ -180,14 +181,18 @@ impl<S: Conn> BodySource for ConnBody<'_, S> {
 
 /// An upgrade request: route, hooks, handshake, `verify_client`, 101, then the WebSocket phase.
 async fn upgrade<S: Conn>(
-    mut stream: S,
+    stream: S,
     buf: BytesMut,
     head: http::Request<()>,
     peer: Option<SocketAddr>,
     app: &App,
     core: &Rc<CoreState>,
     guard: ConnGuard,
+    cut: CutOnDrop,
 ) {
+    // Rebound in this order so the guard drops before the stream it guards.
+    let mut stream = stream;
+    let mut cut = cut;
     if head.method() != Method::GET {
         // WebSocket routes are GET only: an upgrade with another method is refused the way
         // `ws` refuses it, whatever routes the path has.
@@ -245,6 +250,7 @@ async fn upgrade<S: Conn>(
     if write_bytes(&mut stream, out).await.is_err() {
         return;
     }
+    cut.disarm();
     ws_conn::run(
         stream,
         buf,

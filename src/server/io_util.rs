@@ -89,3 +89,32 @@ pub(crate) async fn linger<S: AsyncReadRent>(stream: &mut S, fd: RawFd) {
     })
     .await;
 }
+
+/// Shuts the socket down (both directions) when dropped, unless disarmed: an operation still in
+/// flight on it (a read abandoned at a timeout) then completes, and the descriptor it holds is
+/// released, instead of waiting forever on a silent peer. Declared after the stream it guards,
+/// so it runs while the fd is still open; disarmed when the stream is handed to the WebSocket
+/// phase, which ends its own operations.
+pub(crate) struct CutOnDrop {
+    fd: RawFd,
+    armed: bool,
+}
+
+impl CutOnDrop {
+    pub(crate) fn new(fd: RawFd) -> Self {
+        Self { fd, armed: true }
+    }
+
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CutOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            // SAFETY: the guarded stream outlives this guard (see the type's docs).
+            unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        }
+    }
+}

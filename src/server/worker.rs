@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     future::poll_fn,
     io,
-    os::fd::RawFd,
+        os::fd::{AsRawFd, RawFd},
     rc::Rc,
     sync::{mpsc, Arc},
     task::{Poll, Waker},
@@ -193,10 +193,22 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
             Err(e) => tracing::debug!(worker = ctx.index, "accept error: {e}"),
         }
     }
+        // The accept that select! dropped is still in flight and keeps the listener's fd open (on
+    // io_uring an operation owns its fd until it completes). Shutting the socket down ends
+    // that accept and stops the kernel from queueing new connections right now.
+    // SAFETY: the listener is alive until the drop below.
+    unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
     drop(listener);
     drain(&core, &ctx.app, &ctx.config).await;
+    // Cancelled operations and deferred closes complete as completions that only a running
+    // loop reaps; dropping the runtime first would leak their descriptors.
+    sleep(REAP).await;
     tracing::debug!(worker = ctx.index, "stopped");
 }
+
+/// Time given to the loop after the drain to reap the last completions (cancelled accepts and
+/// reads, deferred closes).
+const REAP: Duration = Duration::from_millis(20);
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(

@@ -67,6 +67,12 @@ pub(crate) async fn run<S: Conn>(
     );
     core.register_open(guard.id, Rc::clone(&shared), tracked);
 
+    let on_protocol_error = error_handler.clone().map(|handler| ProtocolErrorReport {
+        handler,
+        req: req.clone(),
+        id: guard.id,
+        protocol: protocol.clone(),
+    });
     let (reader, writer) = stream.into_split();
     let writer = monoio::spawn(CatchUnwind::new(write_loop(writer, fd, Rc::clone(&shared))));
     match handler {
@@ -98,7 +104,7 @@ pub(crate) async fn run<S: Conn>(
         }
     }
 
-    read_loop(reader, buf, decoder, &shared).await;
+    read_loop(reader, buf, decoder, &shared, on_protocol_error).await;
     shared.borrow_mut().set_reader_done();
     if let Err(payload) = writer.await {
         tracing::error!("writer panicked: {}", panic_message(&*payload));
@@ -136,6 +142,12 @@ fn spawn_handler(
                     shared.start_close(1000, "");
                 }
             }
+            Ok(Err(err)) if is_reported_protocol_error(&err, &shared) => {
+                // The error handler already heard about this violation from the reader.
+                let mut shared = shared.borrow_mut();
+                shared.handler_running = false;
+                shared.fail(1011);
+            }
             Ok(Err(err)) => match error_handler {
                 // The default, as @fastify/websocket: log and terminate (the client sees 1006).
                 None => {
@@ -168,12 +180,29 @@ fn spawn_handler(
     });
 }
 
+/// What a custom `error_handler` needs to hear about a protocol violation by the peer (as
+/// `@fastify/websocket` routes a socket's `'error'` to its `errorHandler`).
+struct ProtocolErrorReport {
+    handler: crate::ws::options::WsErrorHandlerFn,
+    req: Request,
+    id: u64,
+    protocol: Option<String>,
+}
+
+fn is_reported_protocol_error(err: &crate::BoxError, shared: &SharedRef) -> bool {
+    matches!(
+        err.downcast_ref::<crate::Error>(),
+        Some(crate::Error::Protocol(_))
+    ) && shared.borrow().protocol_error_reported
+}
+
 /// Reads and decodes until the peer's close frame, EOF, a protocol error, or termination.
 async fn read_loop<S: Conn>(
     mut reader: OwnedReadHalf<S>,
     mut buf: BytesMut,
     mut decoder: Decoder,
     shared: &SharedRef,
+    on_protocol_error: Option<ProtocolErrorReport>,
 ) {
     loop {
         loop {
@@ -198,7 +227,28 @@ async fn read_loop<S: Conn>(
                 Err(e) => {
                     tracing::debug!("protocol error: {e}");
                     catch_up(shared).await;
-                    shared.borrow_mut().on_protocol_error(e);
+                    shared.borrow_mut().on_protocol_error(e.clone());
+                    if let Some(report) = on_protocol_error {
+                        shared.borrow_mut().protocol_error_reported = true;
+                        // The close frame with the RFC code is already queued; the handler
+                        // hears about it and may log or send nothing more.
+                        let ws = WebSocket::new(
+                            Rc::clone(shared),
+                            report.id,
+                            report.req.peer_addr(),
+                            report.protocol,
+                        );
+                        let fut =
+                            (report.handler)(Box::new(crate::Error::Protocol(e)), ws, report.req);
+                        monoio::spawn(async move {
+                            if let Err(payload) = CatchUnwind::new(fut).await {
+                                tracing::error!(
+                                    "websocket error handler panicked: {}",
+                                    panic_message(&*payload)
+                                );
+                            }
+                        });
+                    }
                     drain_input(&mut reader, buf).await;
                     return;
                 }

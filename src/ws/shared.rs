@@ -98,6 +98,9 @@ pub(crate) struct Shared {
     /// [`WebSocket`](super::WebSocket) handles alive: when the last goes and no handler runs,
     /// the connection is closed normally.
     pub(crate) handles: usize,
+    /// A protocol error was already given to the custom error handler (so the same error
+    /// returned by the handler is not reported twice).
+    pub(crate) protocol_error_reported: bool,
     /// The handler's task has been polled (it is spawned, so it may start after the reader).
     handler_polled: bool,
     /// The handler has asked for messages at least once.
@@ -141,6 +144,7 @@ impl Shared {
             terminated: false,
             handler_running: true,
             handles: 0,
+            protocol_error_reported: false,
             handler_polled: false,
             recv_called: false,
             cutter: None,
