@@ -180,6 +180,7 @@ impl<S: Conn> BodySource for ConnBody<'_, S> {
 }
 
 /// An upgrade request: route, hooks, handshake, `verify_client`, 101, then the WebSocket phase.
+#[allow(clippy::too_many_arguments)]
 async fn upgrade<S: Conn>(
     stream: S,
     buf: BytesMut,
