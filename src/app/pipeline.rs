@@ -27,8 +27,7 @@ pub(crate) struct Routed {
 pub(crate) enum RouteOutcome {
     /// A route takes it.
     Routed(Routed),
-    /// No route does; this is the answer: Fastify's JSON 404, or, for a plain request to a
-    /// WebSocket-only route, 404 with an empty body.
+    /// No route does; this is the answer: Fastify's JSON 404.
     NotFound(Reply),
 }
 
@@ -44,9 +43,9 @@ pub(crate) fn route_request(
         let message = format!("Route {}:{} not found", head.method(), head.uri().path());
         return RouteOutcome::NotFound(HttpError::new(404, message).into_reply());
     };
-    if !websocket && route.handler.is_none() {
-        return RouteOutcome::NotFound(Reply::new().code(404));
-    }
+    // A plain request to a WebSocket-only route still runs the route's hooks (a hook may
+    // answer); its missing handler then answers 404 with an empty body, as Fastify's
+    // replaced handler does.
     let route = Arc::clone(route);
     RouteOutcome::Routed(Routed {
         route,

@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     future::poll_fn,
     io,
-        os::fd::{AsRawFd, RawFd},
+    os::fd::{AsRawFd, RawFd},
     rc::Rc,
     sync::{mpsc, Arc},
     task::{Poll, Waker},
@@ -126,10 +126,7 @@ pub(crate) fn run(ctx: WorkerContext) {
             tracing::warn!(worker = ctx.index, cpu, "could not pin worker: {e:?}");
         }
     }
-    let runtime = RuntimeBuilder::<FusionDriver>::new()
-        .with_entries(1024)
-        .enable_timer()
-        .build();
+    let runtime = build_runtime();
     let mut runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
@@ -193,7 +190,7 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
             Err(e) => tracing::debug!(worker = ctx.index, "accept error: {e}"),
         }
     }
-        // The accept that select! dropped is still in flight and keeps the listener's fd open (on
+    // The accept that select! dropped is still in flight and keeps the listener's fd open (on
     // io_uring an operation owns its fd until it completes). Shutting the socket down ends
     // that accept and stops the kernel from queueing new connections right now.
     // SAFETY: the listener is alive until the drop below.
@@ -209,6 +206,51 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
 /// Time given to the loop after the drain to reap the last completions (cancelled accepts and
 /// reads, deferred closes).
 const REAP: Duration = Duration::from_millis(20);
+
+/// A worker's runtime: io_uring or epoll, with timers.
+pub(crate) type WorkerRuntime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+/// The worker's runtime. On io_uring, completions are delivered without interrupting the
+/// thread (`COOP_TASKRUN`) and their task work runs only when the loop waits for events
+/// (`SINGLE_ISSUER | DEFER_TASKRUN`): on a loaded core the inter-processor interrupts and
+/// eager task work otherwise cost about a fifth of the server's CPU. Kernels without these
+/// flags (before 6.1) get a plain ring. `RINGSOCKET_URING_SETUP=plain` (no flags) or `coop`
+/// (`COOP_TASKRUN` only) opts out, for kernels where the tuned ring misbehaves and for A/B
+/// measurements.
+pub(crate) fn build_runtime() -> io::Result<WorkerRuntime> {
+    let mode = std::env::var("RINGSOCKET_URING_SETUP").unwrap_or_default();
+    let mut tuned = io_uring::IoUring::builder();
+    match mode.as_str() {
+        "plain" => {}
+        "coop" => {
+            tuned.setup_coop_taskrun();
+        }
+        _ => {
+            tuned
+                .setup_coop_taskrun()
+                .setup_single_issuer()
+                .setup_defer_taskrun();
+        }
+    }
+    let built = RuntimeBuilder::<FusionDriver>::new()
+        .with_entries(1024)
+        .uring_builder(tuned)
+        .enable_timer()
+        .build();
+    match built {
+        Ok(runtime) => Ok(runtime),
+        Err(e) => {
+            tracing::debug!("tuned io_uring setup refused ({e}); using a plain ring");
+            RuntimeBuilder::<FusionDriver>::new()
+                .with_entries(1024)
+                .enable_timer()
+                .build()
+        }
+    }
+}
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(
