@@ -47,12 +47,19 @@ fn start_serve_stop_cycles_leak_no_descriptors() {
     let before = open_fds();
     for _ in 0..10 {
         let addr = cycle();
-        assert!(TcpStream::connect(addr).is_err(), "the listener is closed after wait()");
+        assert!(
+            TcpStream::connect(addr).is_err(),
+            "the listener is closed after wait()"
+        );
     }
-            let after = open_fds();
+    let after = open_fds();
     if after != before {
         for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-            eprintln!("fd {:?} -> {:?}", entry.file_name(), std::fs::read_link(entry.path()));
+            eprintln!(
+                "fd {:?} -> {:?}",
+                entry.file_name(),
+                std::fs::read_link(entry.path())
+            );
         }
     }
     assert_eq!(after, before, "file descriptors leaked over 10 cycles");

@@ -101,7 +101,10 @@ fn a_connection_accepted_just_before_shutdown_does_not_keep_the_listener() {
         let raw = std::net::TcpStream::connect(addr).unwrap();
         server.shutdown();
         server.wait();
-        assert!(std::net::TcpStream::connect(addr).is_err(), "round {round}: still accepting after wait()");
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "round {round}: still accepting after wait()"
+        );
         drop(raw);
     }
 }
