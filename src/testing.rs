@@ -259,8 +259,9 @@ impl InjectWs {
     ///
     /// # Errors
     ///
-    /// [`Error::Handshake`] with "Unexpected server response: STATUS" when the app answers
-    /// anything but 101 (a hook's 401, a 404, ...); [`Error::Io`] if the pair cannot be made.
+    /// [`Error::UnexpectedResponse`] ("Unexpected server response: 401") when the app answers
+    /// anything but 101 (a hook's 401, a 404, a 503 during shutdown, ...); [`Error::Io`] if the
+    /// pair cannot be made.
     pub async fn connect(self) -> Result<Client<UnixStream>, Error> {
         let (server_end, client_end) = UnixStream::pair()?;
         let core = INJECT_CORE.with(|core| {
@@ -290,10 +291,7 @@ impl InjectWs {
         for (name, value) in &self.headers {
             builder = builder.header(name, value);
         }
-        let mut client = builder.connect_stream().await.map_err(|e| match e {
-            Error::Handshake(msg) => Error::Handshake(msg),
-            other => other,
-        })?;
+        let mut client = builder.connect_stream().await?;
         if let Some(on_open) = self.on_open {
             on_open(&mut client);
         }

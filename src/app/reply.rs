@@ -3,7 +3,9 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::{BoxError, HttpError};
+use super::BoxError;
+#[cfg(feature = "json")]
+use super::HttpError;
 
 /// An HTTP response under construction: status, headers, body.
 ///
@@ -146,10 +148,12 @@ impl Reply {
         }
     }
 
+    #[cfg(feature = "json")]
     pub(crate) fn body_ref(&self) -> &Body {
         &self.0.body
     }
 
+    #[cfg(feature = "json")]
     pub(crate) fn set_body(&mut self, body: Body) {
         self.0.body = body;
     }

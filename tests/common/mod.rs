@@ -74,3 +74,60 @@ pub fn upgrade_request(path: &str, extra: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// Runs a future on a fresh monoio runtime, failing the test after `limit` (for tests that
+/// must end quickly on their own).
+pub fn block_on_within<F: Future>(limit: Duration, future: F) -> F::Output {
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+        .block_on(async move {
+            monoio::time::timeout(limit, future)
+                .await
+                .expect("test timed out")
+        })
+}
+
+/// A raw HTTP response split into status, head (status line and headers) and body.
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// Splits what [`http_exchange`] returned.
+    pub fn parse(raw: &[u8]) -> Self {
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no complete head in {:?}", String::from_utf8_lossy(raw)));
+        RawResponse {
+            status: status_of(raw),
+            head: String::from_utf8_lossy(&raw[..end]).into_owned(),
+            body: raw[end + 4..].to_vec(),
+        }
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// One header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// A plain `GET path` with `Connection: close`, over a fresh TCP connection.
+pub fn http_get(addr: SocketAddr, path: &str) -> RawResponse {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    RawResponse::parse(&http_exchange(addr, request.as_bytes()))
+}
