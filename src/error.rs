@@ -38,6 +38,19 @@ pub enum Error {
         /// The status it answered with.
         status: http::StatusCode,
     },
+    /// No connection with this id (on its own core, checked synchronously).
+    #[error("no client {0}")]
+    UnknownClient(crate::ClientId),
+    /// The owning core's inbox is full (that core is stalled): the message was not queued and
+    /// is counted as lost.
+    #[error("the inbox of core {core} is full")]
+    InboxFull {
+        /// The core.
+        core: usize,
+    },
+    /// A message that cannot be used this way.
+    #[error("invalid message: {0}")]
+    InvalidMessage(&'static str),
     /// The connection's outbound queue is over its backpressure limit.
     #[error("outbound queue full ({queued} bytes queued, limit {limit})")]
     Backpressure {

@@ -48,6 +48,7 @@
 
 mod app;
 pub mod client;
+mod cluster;
 mod error;
 mod http;
 pub mod proto;
@@ -63,7 +64,11 @@ pub use crate::{
         HookOutput, HttpError, IntoReply, Params, Reply, Request, Route, RouteError, Scope,
         SendHookOutput,
     },
+    cluster::{ClientId, Clients, Delivery},
     error::{Error, Result},
     server::{Driver, Server, ServerHandle, ShutdownTrigger},
-    ws::{ClientHandle, CloseFrame, CloseReport, Message, Utf8Bytes, WebSocket, WsOptions},
+    ws::{
+        BackpressurePolicy, ClientHandle, CloseFrame, CloseReport, Message, Utf8Bytes, WebSocket,
+        WsOptions,
+    },
 };

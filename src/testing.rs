@@ -35,7 +35,13 @@
 //! });
 //! ```
 
-use std::{cell::RefCell, future::Future, rc::Rc, sync::Arc, time::Duration};
+use std::{
+    cell::{Cell, RefCell},
+    future::Future,
+    rc::Rc,
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -47,8 +53,18 @@ use crate::{
         App, HttpError,
     },
     client::Client,
+    cluster::{
+        clients::{set_current_core, CoreMsg},
+        local::LocalCore,
+        Clients, Cluster,
+    },
     http::HeadLimits,
-    server::{catch::catch_unwind_local, conn, worker::CoreState, ServerConfig},
+    server::{
+        catch::catch_unwind_local,
+        conn,
+        worker::{drain_inbox, CoreState},
+        ServerConfig,
+    },
     Error,
 };
 
@@ -170,6 +186,7 @@ impl App {
         let (reply, routed) = match pipeline::route_request(self, head, None, false) {
             RouteOutcome::NotFound(reply) => (reply, None),
             RouteOutcome::Routed(Routed { route, req }) => {
+                req.set_clients(self.clients());
                 let mut source = MemoryBody(Some(body));
                 let reply =
                     match catch_unwind_local(pipeline::run_http(&route, &req, &mut source)).await {
@@ -226,10 +243,54 @@ impl std::fmt::Debug for InjectWs {
     }
 }
 
+/// The core injected connections of this thread live on: a worker's state with a one-core
+/// cluster of its own, and whether its inbox is being drained on the current runtime.
+struct InjectCore {
+    core: Rc<CoreState>,
+    clients: Clients,
+    inbox: async_channel::Receiver<CoreMsg>,
+    draining: Rc<Cell<bool>>,
+}
+
 thread_local! {
-    /// Injected connections live on the test's own runtime; they get a core state of their
-    /// own, like a worker's.
-    static INJECT_CORE: RefCell<Option<Rc<CoreState>>> = const { RefCell::new(None) };
+    static INJECT_CORE: RefCell<Option<InjectCore>> = const { RefCell::new(None) };
+}
+
+/// Clears the "draining" flag when the drain task ends (its runtime dropped it).
+struct DrainFlag(Rc<Cell<bool>>);
+
+impl Drop for DrainFlag {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// This thread's inject core, made on first use; its inbox drain runs on the current runtime.
+fn inject_core() -> (Rc<CoreState>, Clients) {
+    INJECT_CORE.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let inject = slot.get_or_insert_with(|| {
+            let (cluster, mut inboxes) = Cluster::new(1);
+            let local = Rc::new(LocalCore::new(0, Arc::clone(&cluster)));
+            set_current_core(Some(Rc::clone(&local)));
+            InjectCore {
+                core: Rc::new(CoreState::new(0, local)),
+                clients: Clients::new(cluster),
+                inbox: inboxes.remove(0),
+                draining: Rc::new(Cell::new(false)),
+            }
+        });
+        if !inject.draining.get() {
+            inject.draining.set(true);
+            let flag = DrainFlag(Rc::clone(&inject.draining));
+            let drain = drain_inbox(inject.inbox.clone(), Rc::clone(&inject.core.local));
+            monoio::spawn(async move {
+                let _flag = flag;
+                drain.await;
+            });
+        }
+        (Rc::clone(&inject.core), inject.clients.clone())
+    })
 }
 
 impl InjectWs {
@@ -264,12 +325,8 @@ impl InjectWs {
     /// pair cannot be made.
     pub async fn connect(self) -> Result<Client<UnixStream>, Error> {
         let (server_end, client_end) = UnixStream::pair()?;
-        let core = INJECT_CORE.with(|core| {
-            Rc::clone(
-                core.borrow_mut()
-                    .get_or_insert_with(|| Rc::new(CoreState::new(u16::MAX as usize))),
-            )
-        });
+        let (core, clients) = inject_core();
+        self.app.set_clients_if_unserved(clients);
         let config = Arc::new(ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             head_limits: HeadLimits::default(),

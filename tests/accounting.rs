@@ -8,29 +8,37 @@ use std::{sync::mpsc, time::Duration};
 use common::{block_on, start};
 use ringsocket::{client::Client, App, CloseReport, Message, WsOptions};
 
+/// A reader that never reads: sends are accepted until the outbound queue reaches its limit;
+/// the next one is refused with `Error::Backpressure`, the connection is closed with 1008 (the
+/// default policy), cut at the close timeout (the close frame cannot get out either), and its
+/// report accounts for every message: accepted = written + unsent, the refused one dropped.
 #[test]
-fn terminate_with_a_stuck_writer_reports_unsent_messages() {
-    let (tx, rx) = mpsc::channel::<(u64, CloseReport)>();
+fn slow_reader_is_closed_with_1008_and_every_message_is_accounted_for() {
+    let (tx, rx) = mpsc::channel::<(u64, Option<String>, CloseReport)>();
     let app = App::builder()
-        .websocket(WsOptions::new().max_backpressure(256 * 1024))
+        .websocket(
+            WsOptions::new()
+                .max_backpressure(256 * 1024)
+                .close_timeout(Duration::from_millis(200)),
+        )
         .ws("/", move |ws, _req| {
             let tx = tx.clone();
             async move {
                 let payload = bytes::Bytes::from(vec![7u8; 64 * 1024]);
                 let mut ok = 0u64;
-                // The client never reads: sends are accepted until the socket buffers and the
-                // backpressure limit fill up, then `send` waits.
-                loop {
-                    let send = ws.send(Message::Binary(payload.clone()));
-                    match monoio::time::timeout(Duration::from_millis(300), send).await {
-                        Ok(Ok(())) => ok += 1,
-                        Ok(Err(e)) => panic!("send failed: {e}"),
-                        Err(_) => break,
+                let refused = loop {
+                    match ws.send(Message::Binary(payload.clone())).await {
+                        Ok(()) => ok += 1,
+                        Err(e) => break Some(e.to_string()),
                     }
-                }
-                ws.terminate();
+                    // Let the writer run, as a real producer would between messages.
+                    monoio::time::sleep(Duration::from_millis(1)).await;
+                    if ok > 10_000 {
+                        break None;
+                    }
+                };
                 let report = ws.closed().await;
-                tx.send((ok, report)).unwrap();
+                tx.send((ok, refused, report)).unwrap();
             }
         })
         .build()
@@ -40,22 +48,22 @@ fn terminate_with_a_stuck_writer_reports_unsent_messages() {
     block_on(async move {
         let _client = Client::connect(addr, "/").await.unwrap();
         // Hold the connection open without reading until the server has given up on it.
-        monoio::time::sleep(Duration::from_millis(100)).await;
-        let (ok, report) = loop {
+        let (ok, refused, report) = loop {
             if let Ok(result) = rx.try_recv() {
                 break result;
             }
             monoio::time::sleep(Duration::from_millis(10)).await;
         };
-        assert!(
-            ok > 4,
-            "some sends were accepted before backpressure ({ok})"
-        );
+        let refused = refused.expect("a send was refused at the limit");
+        assert!(refused.starts_with("outbound queue full"), "{refused}");
+        assert!(ok > 4, "sends were accepted until the queue filled ({ok})");
+        assert_eq!(report.sent_code, Some(1008));
         assert_eq!(report.accepted, ok);
+        assert_eq!(report.dropped, 1);
         assert_eq!(report.written + report.unsent, report.accepted);
         assert!(
             report.unsent > 0,
-            "a stuck connection leaves messages unsent: {report:?}"
+            "the queued messages never got out: {report:?}"
         );
         assert_eq!(report.received, None);
         assert!(!report.clean);
@@ -115,6 +123,7 @@ fn clean_close_reports_every_message_written() {
             accepted: 100,
             written: 100,
             unsent: 0,
+            dropped: 0,
             clean: true,
         }
     );

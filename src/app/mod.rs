@@ -30,7 +30,7 @@ pub(crate) use self::{
     route::{HttpHandlerFn, WsHandlerFn},
 };
 use self::{router::Router, scope::ScopeData};
-use crate::ws::WsOptions;
+use crate::{cluster::Clients, ws::WsOptions};
 
 /// The error type handlers and hooks may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -141,6 +141,9 @@ pub(crate) struct RouteEntry {
 }
 
 pub(crate) struct AppInner {
+    /// The clients of the server serving this app (the latest one to start), or of the
+    /// injected connections when no server runs it.
+    pub(crate) clients: std::sync::Mutex<Option<Clients>>,
     pub(crate) router: Router<Arc<RouteEntry>>,
     pub(crate) ws_options: WsOptions,
     pub(crate) request_timeout: Option<Duration>,
@@ -202,6 +205,29 @@ impl App {
 
     pub(crate) fn ws_options(&self) -> &WsOptions {
         &self.inner.ws_options
+    }
+
+    /// Every connection this app serves, on every core (`fastify.websocketServer.clients`):
+    /// those of the server that runs it (the latest started, if several), or of its injected
+    /// connections. Empty before either.
+    pub fn clients(&self) -> Clients {
+        let mut slot = self.inner.clients.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert_with(|| Clients::new(crate::cluster::Cluster::new(0).0))
+            .clone()
+    }
+
+    /// A server starts serving this app with `clients`.
+    pub(crate) fn serve_with(&self, clients: Clients) {
+        *self.inner.clients.lock().unwrap_or_else(|e| e.into_inner()) = Some(clients);
+    }
+
+    /// The clients injected connections join: the app's, unless a server already provided
+    /// them (then injected connections form their own).
+    pub(crate) fn set_clients_if_unserved(&self, clients: Clients) {
+        let mut slot = self.inner.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_none_or(|c| c.cores() == 0) {
+            *slot = Some(clients);
+        }
     }
 }
 
@@ -370,6 +396,7 @@ impl AppBuilder {
         )?;
         Ok(App {
             inner: Arc::new(AppInner {
+                clients: std::sync::Mutex::new(None),
                 router,
                 ws_options: self.ws_options,
                 request_timeout: self.request_timeout,

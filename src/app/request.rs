@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::{Extensions, HeaderMap, Method, Uri, Version};
 
 use super::router::Params;
+use crate::cluster::Clients;
 
 /// An HTTP request: the head, the route parameters, the body (once read), and room for hooks
 /// to leave values for later stages ([`insert`](Self::insert) / [`get`](Self::get)).
@@ -22,6 +23,7 @@ struct Inner {
     websocket: bool,
     body: RefCell<Bytes>,
     extensions: RefCell<Extensions>,
+    clients: RefCell<Option<Clients>>,
 }
 
 impl fmt::Debug for Request {
@@ -49,6 +51,7 @@ impl Request {
             websocket,
             body: RefCell::new(Bytes::new()),
             extensions: RefCell::new(Extensions::new()),
+            clients: RefCell::new(None),
         }))
     }
 
@@ -151,5 +154,18 @@ impl Request {
 
     pub(crate) fn set_body(&self, body: Bytes) {
         *self.0.body.borrow_mut() = body;
+    }
+
+    /// Every connection of the server handling this request, on every core.
+    pub fn clients(&self) -> Clients {
+        self.0
+            .clients
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| Clients::new(crate::cluster::Cluster::new(0).0))
+    }
+
+    pub(crate) fn set_clients(&self, clients: Clients) {
+        *self.0.clients.borrow_mut() = Some(clients);
     }
 }

@@ -63,7 +63,7 @@ pub(crate) async fn serve<S: Conn>(
         if core.shutting_down.get() {
             return refuse(&mut stream, StatusCode::SERVICE_UNAVAILABLE, &[]).await;
         }
-        if !serve_http(&mut stream, &mut buf, head, peer, &app).await {
+        if !serve_http(&mut stream, &mut buf, head, peer, &app, &core).await {
             let fd = stream.as_raw_fd();
             linger(&mut stream, fd).await;
             return;
@@ -78,6 +78,7 @@ async fn serve_http<S: Conn>(
     head: http::Request<()>,
     peer: Option<SocketAddr>,
     app: &App,
+    core: &CoreState,
 ) -> bool {
     let framing = match framing(&head) {
         Ok(f) => f,
@@ -102,6 +103,7 @@ async fn serve_http<S: Conn>(
             return write_reply(stream, &reply, keep, head_only).await.is_ok() && keep;
         }
     };
+    req.set_clients(core.local.clients());
     let mut body = ConnBody {
         stream: &mut *stream,
         buf: &mut *buf,
@@ -208,6 +210,7 @@ async fn upgrade<S: Conn>(
         RouteOutcome::Routed(routed) => routed,
         RouteOutcome::NotFound(reply) => return answer_and_close(&mut stream, &reply).await,
     };
+    req.set_clients(core.local.clients());
     if core.shutting_down.get() {
         return refuse(&mut stream, StatusCode::SERVICE_UNAVAILABLE, &[]).await;
     }

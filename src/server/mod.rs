@@ -22,7 +22,11 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{app::App, http::HeadLimits};
+use crate::{
+    app::App,
+    cluster::{Clients, Cluster},
+    http::HeadLimits,
+};
 
 /// Settings of the server itself (the app's own options live in [`crate::WsOptions`]).
 #[derive(Debug, Clone)]
@@ -152,7 +156,10 @@ impl Server {
         let config = Arc::new(self.config);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut threads = Vec::with_capacity(workers);
-        for (index, listener) in listeners.into_iter().enumerate() {
+        let (cluster, inboxes) = Cluster::new(workers);
+        let clients = Clients::new(Arc::clone(&cluster));
+        self.app.serve_with(clients.clone());
+        for ((index, listener), inbox) in listeners.into_iter().enumerate().zip(inboxes) {
             let cpu = config.pin_threads.then(|| cpus[index % cpus.len()]);
             let ctx = worker::WorkerContext {
                 index,
@@ -162,6 +169,8 @@ impl Server {
                 config: Arc::clone(&config),
                 shutdown: shutdown.receiver(),
                 ready: ready_tx.clone(),
+                cluster: Arc::clone(&cluster),
+                inbox,
             };
             threads.push(
                 std::thread::Builder::new()
@@ -192,6 +201,7 @@ impl Server {
             local_addr: bound,
             workers,
             driver,
+            clients,
             shutdown,
             threads,
         })
@@ -222,6 +232,7 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     workers: usize,
     driver: Driver,
+    clients: Clients,
     shutdown: Arc<Shutdown>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -240,6 +251,11 @@ impl ServerHandle {
     /// The I/O driver the workers run on.
     pub fn driver(&self) -> Driver {
         self.driver
+    }
+
+    /// Every connection of this server, on every core.
+    pub fn clients(&self) -> Clients {
+        self.clients.clone()
     }
 
     /// Starts a graceful shutdown: every core stops accepting, upgrades still in progress get

@@ -18,7 +18,12 @@ use monoio::{net::TcpListener, time::sleep, FusionDriver, RuntimeBuilder};
 use super::{catch::CatchUnwind, conn, Driver, ServerConfig};
 use crate::{
     app::App,
-    ws::{shared::SharedRef, ClientHandle},
+    cluster::{
+        clients::{set_current_core, CoreMsg},
+        local::LocalCore,
+        ClientId, Cluster,
+    },
+    ws::shared::SharedRef,
 };
 
 pub(crate) struct WorkerContext {
@@ -29,17 +34,18 @@ pub(crate) struct WorkerContext {
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) shutdown: async_channel::Receiver<()>,
     pub(crate) ready: mpsc::Sender<io::Result<Driver>>,
+    pub(crate) cluster: Arc<Cluster>,
+    pub(crate) inbox: async_channel::Receiver<CoreMsg>,
 }
 
 /// What one core knows about the connections it owns.
 pub(crate) struct CoreState {
     pub(crate) index: usize,
     next_id: Cell<u64>,
-    /// Upgraded connections, by id: `(shared state, tracked)`. Untracked ones
-    /// (`client_tracking(false)`) are here only so shutdown can cut them at the deadline.
-    open: RefCell<HashMap<u64, (SharedRef, bool)>>,
+    /// Upgraded connections and their topics; the cross-core view is built on it.
+    pub(crate) local: Rc<LocalCore>,
     /// Connections still in the HTTP phase, by id, with their socket (to cut them on shutdown).
-    handshaking: RefCell<HashMap<u64, RawFd>>,
+    handshaking: RefCell<HashMap<ClientId, RawFd>>,
     /// Connection tasks alive (both phases).
     active: Cell<usize>,
     pub(crate) shutting_down: Cell<bool>,
@@ -47,11 +53,11 @@ pub(crate) struct CoreState {
 }
 
 impl CoreState {
-    pub(crate) fn new(index: usize) -> Self {
+    pub(crate) fn new(index: usize, local: Rc<LocalCore>) -> Self {
         Self {
             index,
             next_id: Cell::new(0),
-            open: RefCell::new(HashMap::new()),
+            local,
             handshaking: RefCell::new(HashMap::new()),
             active: Cell::new(0),
             shutting_down: Cell::new(false),
@@ -59,11 +65,11 @@ impl CoreState {
         }
     }
 
-    /// A new connection id; the owning core is in the top 16 bits.
-    fn next_id(&self) -> u64 {
+    /// A new connection id, naming this core.
+    fn next_id(&self) -> ClientId {
         let n = self.next_id.get();
         self.next_id.set(n + 1);
-        ((self.index as u64) << 48) | (n & ((1 << 48) - 1))
+        ClientId::new(self.index, n)
     }
 
     /// Counts a connection task for as long as the guard lives.
@@ -77,19 +83,9 @@ impl CoreState {
         }
     }
 
-    pub(crate) fn register_open(&self, id: u64, shared: SharedRef, tracked: bool) {
+    pub(crate) fn register_open(&self, id: ClientId, shared: SharedRef, tracked: bool) {
         self.handshaking.borrow_mut().remove(&id);
-        self.open.borrow_mut().insert(id, (shared, tracked));
-    }
-
-    /// Handles on the tracked connections of this core.
-    pub(crate) fn tracked_clients(&self) -> Vec<ClientHandle> {
-        self.open
-            .borrow()
-            .iter()
-            .filter(|(_, (_, tracked))| *tracked)
-            .map(|(&id, (shared, _))| ClientHandle::new(Rc::clone(shared), id))
-            .collect()
+        self.local.register(id, shared, tracked);
     }
 
     fn poll_idle(&self, waker: &Waker) -> Poll<()> {
@@ -104,12 +100,12 @@ impl CoreState {
 /// Unregisters a connection when its task ends, however it ends.
 pub(crate) struct ConnGuard {
     core: Rc<CoreState>,
-    pub(crate) id: u64,
+    pub(crate) id: ClientId,
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.core.open.borrow_mut().remove(&self.id);
+        self.core.local.remove(self.id);
         self.core.handshaking.borrow_mut().remove(&self.id);
         self.core.active.set(self.core.active.get() - 1);
         if self.core.active.get() == 0 {
@@ -149,7 +145,10 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
             return;
         }
     };
-    let core = Rc::new(CoreState::new(ctx.index));
+    let local = Rc::new(LocalCore::new(ctx.index, Arc::clone(&ctx.cluster)));
+    set_current_core(Some(Rc::clone(&local)));
+    let core = Rc::new(CoreState::new(ctx.index, Rc::clone(&local)));
+    let inbox = monoio::spawn(drain_inbox(ctx.inbox.clone(), Rc::clone(&local)));
     let _ = ctx.ready.send(Ok(driver));
     tracing::debug!(worker = ctx.index, "accepting");
 
@@ -200,7 +199,35 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
     // Cancelled operations and deferred closes complete as completions that only a running
     // loop reaps; dropping the runtime first would leak their descriptors.
     sleep(REAP).await;
+    drop(inbox);
+    set_current_core(None);
     tracing::debug!(worker = ctx.index, "stopped");
+}
+
+/// Most inbox messages handled before the core yields to its connections.
+const INBOX_BATCH: usize = 256;
+
+/// Handles the messages other threads send this core, in batches: after a batch the task
+/// yields through the timer (monoio 0.2.4 puts a self-woken task back at the front of the run
+/// queue, so a plain yield would starve the connections), letting a long broadcast burst
+/// interleave with the core's own I/O.
+pub(crate) async fn drain_inbox(inbox: async_channel::Receiver<CoreMsg>, local: Rc<LocalCore>) {
+    while let Ok(first) = inbox.recv().await {
+        local.handle(first);
+        let mut handled = 1;
+        while handled < INBOX_BATCH {
+            match inbox.try_recv() {
+                Ok(msg) => {
+                    local.handle(msg);
+                    handled += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if handled == INBOX_BATCH {
+            sleep(Duration::ZERO).await;
+        }
+    }
 }
 
 /// Time given to the loop after the drain to reap the last completions (cancelled accepts and
@@ -263,7 +290,7 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 /// phase, wait for all to finish up to the drain timeout, then terminate the rest.
 async fn drain(core: &Rc<CoreState>, app: &App, config: &ServerConfig) {
     core.shutting_down.set(true);
-    let clients = core.tracked_clients();
+    let clients = core.local.handles();
     match &app.ws_options().pre_close {
         Some(pre_close) => {
             let outcome =
@@ -292,19 +319,11 @@ async fn drain(core: &Rc<CoreState>, app: &App, config: &ServerConfig) {
     )
     .await;
     if drained.is_err() {
-        let open = core.open.borrow().len();
         tracing::warn!(
             worker = core.index,
-            open,
             "drain timeout: terminating remaining connections"
         );
-        let open: Vec<SharedRef> = core
-            .open
-            .borrow()
-            .values()
-            .map(|(s, _)| Rc::clone(s))
-            .collect();
-        for shared in open {
+        for shared in core.local.all_shared() {
             shared.borrow_mut().terminate();
         }
         let _ = monoio::time::timeout(

@@ -24,6 +24,7 @@ use super::{
 };
 use crate::{
     app::{Request, WsHandlerFn},
+    cluster::{local::LocalCore, ClientId},
     proto::{Decoder, DecoderConfig, Message as Frame},
     ws::{
         shared::{Shared, SharedRef, WriteJob},
@@ -72,6 +73,7 @@ pub(crate) async fn run<S: Conn>(
         req: req.clone(),
         id: guard.id,
         protocol: protocol.clone(),
+        local: Rc::clone(&core.local),
     });
     let (reader, writer) = stream.into_split();
     let writer = monoio::spawn(CatchUnwind::new(write_loop(writer, fd, Rc::clone(&shared))));
@@ -82,16 +84,15 @@ pub(crate) async fn run<S: Conn>(
                 guard.id,
                 req.peer_addr(),
                 protocol.clone(),
+                Rc::clone(&core.local),
             );
-            spawn_handler(
-                handler,
-                error_handler,
-                ws,
+            let info = ConnInfo {
                 req,
                 protocol,
-                guard.id,
-                Rc::clone(&shared),
-            );
+                id: guard.id,
+                local: Rc::clone(&core.local),
+            };
+            spawn_handler(handler, error_handler, ws, info, Rc::clone(&shared));
         }
         None => {
             tracing::info!(
@@ -115,19 +116,31 @@ pub(crate) async fn run<S: Conn>(
         shared.set_finished();
         shared.report()
     };
-    tracing::debug!(id = guard.id, ?report, "connection closed");
+    tracing::debug!(id = %guard.id, ?report, "connection closed");
     drop(guard);
+}
+
+/// What the handler's error path needs to hand a new `WebSocket` to the error handler.
+struct ConnInfo {
+    req: Request,
+    protocol: Option<String>,
+    id: ClientId,
+    local: Rc<LocalCore>,
 }
 
 fn spawn_handler(
     handler: WsHandlerFn,
     error_handler: Option<crate::ws::options::WsErrorHandlerFn>,
     ws: WebSocket,
-    req: Request,
-    protocol: Option<String>,
-    id: u64,
+    info: ConnInfo,
     shared: SharedRef,
 ) {
+    let ConnInfo {
+        req,
+        protocol,
+        id,
+        local,
+    } = info;
     let future = handler(ws, req.clone());
     monoio::spawn(async move {
         // Runs before the handler's first poll; the reader, on this same core, only looks at
@@ -157,7 +170,8 @@ fn spawn_handler(
                     shared.terminate();
                 }
                 Some(error_handler) => {
-                    let ws = WebSocket::new(Rc::clone(&shared), id, req.peer_addr(), protocol);
+                    let ws =
+                        WebSocket::new(Rc::clone(&shared), id, req.peer_addr(), protocol, local);
                     let handled = CatchUnwind::new(error_handler(err, ws, req)).await;
                     if let Err(payload) = handled {
                         tracing::error!(
@@ -185,8 +199,9 @@ fn spawn_handler(
 struct ProtocolErrorReport {
     handler: crate::ws::options::WsErrorHandlerFn,
     req: Request,
-    id: u64,
+    id: ClientId,
     protocol: Option<String>,
+    local: Rc<LocalCore>,
 }
 
 fn is_reported_protocol_error(err: &crate::BoxError, shared: &SharedRef) -> bool {
@@ -237,6 +252,7 @@ async fn read_loop<S: Conn>(
                             report.id,
                             report.req.peer_addr(),
                             report.protocol,
+                            report.local,
                         );
                         let fut =
                             (report.handler)(Box::new(crate::Error::Protocol(e)), ws, report.req);
@@ -304,12 +320,23 @@ async fn write_loop<S: Conn>(mut writer: OwnedWriteHalf<S>, fd: RawFd, shared: S
         let job = poll_fn(|cx| shared.borrow_mut().poll_write_job(cx.waker(), &mut spare)).await;
         match job {
             WriteJob::Stop => break,
+            WriteJob::Shared(chunk) => {
+                let (res, _) = writer.write_all(chunk).await;
+                match res {
+                    Ok(n) => shared.borrow_mut().on_data_written(n),
+                    Err(_) => {
+                        shared.borrow_mut().on_write_error();
+                        break;
+                    }
+                }
+            }
             WriteJob::Control | WriteJob::Data => {
+                let data = job == WriteJob::Data;
                 let (res, b) = writer.write_all(spare).await;
                 spare = b;
                 match res {
                     Ok(n) => {
-                        if job == WriteJob::Data {
+                        if data {
                             shared.borrow_mut().on_data_written(n);
                         }
                     }

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::{
+    cluster::ClientId,
     proto::close::encode_close_payload,
     ws::shared::{Phase, SharedRef},
     Error,
@@ -14,7 +15,7 @@ use crate::{
 #[derive(Clone)]
 pub struct ClientHandle {
     shared: SharedRef,
-    id: u64,
+    id: ClientId,
 }
 
 impl fmt::Debug for ClientHandle {
@@ -26,12 +27,12 @@ impl fmt::Debug for ClientHandle {
 }
 
 impl ClientHandle {
-    pub(crate) fn new(shared: SharedRef, id: u64) -> Self {
+    pub(crate) fn new(shared: SharedRef, id: ClientId) -> Self {
         Self { shared, id }
     }
 
     /// The connection's id.
-    pub fn id(&self) -> u64 {
+    pub fn id(&self) -> ClientId {
         self.id
     }
 
@@ -44,6 +45,21 @@ impl ClientHandle {
         encode_close_payload(code, reason)?;
         self.shared.borrow_mut().start_close(code, reason);
         Ok(())
+    }
+
+    /// Queues a message (see [`WebSocket::send`](super::WebSocket::send)).
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::send`](super::WebSocket::send).
+    pub fn send(&self, message: impl Into<crate::Message>) -> Result<(), Error> {
+        let frame = crate::cluster::clients::encode_message(&message.into())?;
+        self.shared.borrow_mut().queue_shared(frame)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.shared.borrow().buffered_amount()
     }
 
     /// Ends the connection at once, without the close handshake.

@@ -13,6 +13,6 @@ mod socket;
 
 pub use client_handle::ClientHandle;
 pub use message::{CloseFrame, Message, Utf8Bytes};
-pub use options::WsOptions;
+pub use options::{BackpressurePolicy, WsOptions};
 pub use shared::CloseReport;
 pub use socket::WebSocket;

@@ -14,6 +14,18 @@ pub(crate) type WsErrorHandlerFn =
     Arc<dyn Fn(BoxError, WebSocket, Request) -> LocalFuture<()> + Send + Sync>;
 pub(crate) type PreCloseFn = Arc<dyn Fn(&[ClientHandle]) + Send + Sync>;
 
+/// What happens to a message sent to a connection whose outbound queue is over
+/// [`WsOptions::max_backpressure`] (a reader slower than the writer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackpressurePolicy {
+    /// Refuse the message and close the connection with 1008 (policy violation). The default:
+    /// a slow reader is dropped rather than allowed to grow the server's memory.
+    Close,
+    /// Refuse the message and keep the connection (uWebSockets' `DROPPED`).
+    Drop,
+}
+
 /// Options for every WebSocket route of an app. Each default is in its setter's docs.
 ///
 /// ```
@@ -36,6 +48,7 @@ pub struct WsOptions {
     max_fragments: Option<usize>,
     pub(crate) close_timeout: Duration,
     pub(crate) max_backpressure: usize,
+    pub(crate) backpressure_policy: BackpressurePolicy,
     pub(crate) max_inbound: usize,
     pub(crate) verify_client: Option<VerifyClientFn>,
     pub(crate) handle_protocols: Option<HandleProtocolsFn>,
@@ -74,6 +87,7 @@ impl WsOptions {
             max_fragments: None,
             close_timeout: Duration::from_secs(5),
             max_backpressure: 1 << 20,
+            backpressure_policy: BackpressurePolicy::Close,
             max_inbound: 1 << 20,
             verify_client: None,
             handle_protocols: None,
@@ -113,12 +127,25 @@ impl WsOptions {
         self
     }
 
-    /// Outbound bytes a connection may have queued before `send().await` waits for the writer
-    /// to drain. A single message larger than the limit is still accepted when the queue is
-    /// below it. Default 1 MiB.
+    /// Outbound bytes (frame headers included) a connection may have queued and not yet
+    /// written; a message sent while the queue is at or over it is refused with
+    /// [`Error::Backpressure`](crate::Error::Backpressure) and the
+    /// [`backpressure_policy`](Self::backpressure_policy) applies. The check is made before the
+    /// message is added, so one message larger than the limit still goes out on an idle
+    /// connection. [`WebSocket::flush`](crate::WebSocket::flush) waits for the queue to drain.
+    /// Default 1 MiB.
     #[must_use]
     pub fn max_backpressure(mut self, bytes: usize) -> Self {
         self.max_backpressure = bytes.max(1);
+        self
+    }
+
+    /// What to do when [`max_backpressure`](Self::max_backpressure) is reached. Default
+    /// [`BackpressurePolicy::Close`] (1008). Refused messages are counted in the connection's
+    /// [`CloseReport::dropped`](crate::CloseReport::dropped).
+    #[must_use]
+    pub fn backpressure_policy(mut self, policy: BackpressurePolicy) -> Self {
+        self.backpressure_policy = policy;
         self
     }
 

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::{
     proto::{encode_frame, CloseFrame, OpCode, ProtocolError},
-    ws::{Message, WsOptions},
+    ws::{options::BackpressurePolicy, Message, WsOptions},
 };
 
 /// How a connection ended, for logs and for the close hooks.
@@ -34,6 +34,9 @@ pub struct CloseReport {
     pub written: u64,
     /// Messages accepted but never fully written (peer gone, terminated, shutdown deadline).
     pub unsent: u64,
+    /// Messages refused because the outbound queue was over its limit (the backpressure
+    /// policy): never accepted, so in neither `accepted` nor `unsent`.
+    pub dropped: u64,
     /// Whether close frames went both ways before the TCP connection ended.
     pub clean: bool,
 }
@@ -76,6 +79,13 @@ pub(crate) struct Shared {
     out_ends: VecDeque<u64>,
     /// Bytes ever queued (the stream offset of `out`'s end).
     out_total: u64,
+    /// Frames shared with other recipients (a broadcast encoded once), and earlier bytes of
+    /// `out` frozen ahead of them: written in order before `out`, without being copied.
+    chunks: VecDeque<Bytes>,
+    chunks_bytes: usize,
+    /// Bytes handed to the writer and not yet reported written.
+    in_flight: usize,
+    flush_wakers: Vec<Waker>,
     /// Bytes of the data stream written to the socket.
     written_bytes: u64,
     /// Pongs owed, oldest first. Bounded: past [`MAX_PENDING_PONGS`] the oldest is dropped,
@@ -89,7 +99,7 @@ pub(crate) struct Shared {
     /// when we fail the connection.
     shutdown_after_close: bool,
     writer_waker: Option<Waker>,
-    send_wakers: Vec<Waker>,
+
     /// Tear down now: no handshake, no flush.
     pub(crate) terminated: bool,
     /// The route handler's future is still running: a dropped handle then leaves the close
@@ -134,13 +144,17 @@ impl Shared {
             out: BytesMut::new(),
             out_ends: VecDeque::new(),
             out_total: 0,
+            chunks: VecDeque::new(),
+            chunks_bytes: 0,
+            in_flight: 0,
+            flush_wakers: Vec::new(),
             written_bytes: 0,
             pending_pongs: VecDeque::new(),
             pending_close: None,
             close_written: false,
             shutdown_after_close: false,
             writer_waker: None,
-            send_wakers: Vec::new(),
+
             terminated: false,
             handler_running: true,
             handles: 0,
@@ -181,29 +195,34 @@ impl Shared {
         Poll::Pending
     }
 
-    /// Whether `send` may queue now, or must wait for the writer.
-    pub(crate) fn poll_send_ready(&mut self, waker: &Waker) -> Poll<Result<(), crate::Error>> {
+    /// Whether one more message may be queued. The limit is checked before the message is
+    /// added, so a single message larger than the limit still goes out on an idle connection.
+    /// Over the limit the policy applies: close with 1008 (the default) or drop; either way the
+    /// refused message is counted in `dropped`.
+    fn admit(&mut self) -> Result<(), crate::Error> {
         if self.phase != Phase::Open || self.terminated {
-            return Poll::Ready(Err(crate::Error::Closed));
+            return Err(crate::Error::Closed);
         }
-        if self.out.len() < self.options.max_backpressure {
-            return Poll::Ready(Ok(()));
+        let queued = self.buffered_amount();
+        let limit = self.options.max_backpressure;
+        if queued < limit {
+            return Ok(());
         }
-        if !self.send_wakers.iter().any(|w| w.will_wake(waker)) {
-            self.send_wakers.push(waker.clone());
+        self.report.dropped += 1;
+        if self.options.backpressure_policy == BackpressurePolicy::Close {
+            tracing::debug!(queued, limit, "outbound limit reached: closing with 1008");
+            self.start_close(1008, "backpressure limit exceeded");
         }
-        Poll::Pending
+        Err(crate::Error::Backpressure { queued, limit })
     }
 
-    /// Queues a data message. The caller checked the phase.
+    /// Queues a data message.
     pub(crate) fn queue_data(
         &mut self,
         opcode: OpCode,
         payload: &[u8],
     ) -> Result<(), crate::Error> {
-        if self.phase != Phase::Open || self.terminated {
-            return Err(crate::Error::Closed);
-        }
+        self.admit()?;
         let before = self.out.len();
         encode_frame(&mut self.out, true, false, opcode, None, payload);
         self.out_total += (self.out.len() - before) as u64;
@@ -294,8 +313,44 @@ impl Shared {
         self.wake_all();
     }
 
+    /// Queues a frame encoded once and shared with other recipients (broadcast, publish,
+    /// `send_to`): no copy, the writer writes these very bytes.
+    pub(crate) fn queue_shared(&mut self, frame: Bytes) -> Result<(), crate::Error> {
+        self.admit()?;
+        if !self.out.is_empty() {
+            // Earlier sends go first: freeze them into the chunk queue (no copy either).
+            let earlier = self.out.split().freeze();
+            self.chunks_bytes += earlier.len();
+            self.chunks.push_back(earlier);
+        }
+        self.out_total += frame.len() as u64;
+        self.out_ends.push_back(self.out_total);
+        self.chunks_bytes += frame.len();
+        self.chunks.push_back(frame);
+        self.report.accepted += 1;
+        self.wake_writer();
+        Ok(())
+    }
+
+    /// Bytes queued or being written, not yet handed to the kernel (`ws`'s `bufferedAmount`;
+    /// frame headers included).
     pub(crate) fn buffered_amount(&self) -> usize {
-        self.out.len()
+        self.out.len() + self.chunks_bytes + self.in_flight
+    }
+
+    /// Ready once everything queued has been written (`Ok`), or when it never will be because
+    /// the connection is closed (`Err`).
+    pub(crate) fn poll_flushed(&mut self, waker: &Waker) -> Poll<Result<(), crate::Error>> {
+        if self.buffered_amount() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if self.terminated || self.phase == Phase::Closed {
+            return Poll::Ready(Err(crate::Error::Closed));
+        }
+        if !self.flush_wakers.iter().any(|w| w.will_wake(waker)) {
+            self.flush_wakers.push(waker.clone());
+        }
+        Poll::Pending
     }
 
     pub(crate) fn report(&self) -> CloseReport {
@@ -446,12 +501,17 @@ impl Shared {
             }
             return Poll::Ready(WriteJob::Control);
         }
+        if let Some(chunk) = self.chunks.pop_front() {
+            self.chunks_bytes -= chunk.len();
+            self.in_flight = chunk.len();
+            return Poll::Ready(WriteJob::Shared(chunk));
+        }
         if !self.out.is_empty() {
             // Hand over everything queued; `send` keeps appending to the fresh buffer while
             // the write is in flight.
             spare.clear();
             std::mem::swap(&mut self.out, spare);
-            self.wake_senders();
+            self.in_flight = spare.len();
             return Poll::Ready(WriteJob::Data);
         }
         if let Some(close) = self.pending_close.take() {
@@ -473,6 +533,10 @@ impl Shared {
     /// out count as written.
     pub(crate) fn on_data_written(&mut self, n: usize) {
         self.written_bytes += n as u64;
+        self.in_flight = 0;
+        if self.buffered_amount() == 0 {
+            self.wake_senders();
+        }
         while self
             .out_ends
             .front()
@@ -539,7 +603,7 @@ impl Shared {
     }
 
     fn wake_senders(&mut self) {
-        for w in self.send_wakers.drain(..) {
+        for w in self.flush_wakers.drain(..) {
             w.wake();
         }
     }
@@ -570,13 +634,16 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// The writer's next step; the bytes are in the buffer passed to `poll_write_job`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The writer's next step; the bytes are in the buffer passed to `poll_write_job`, except for
+/// a shared chunk, which is written as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum WriteJob {
     /// Write the buffer: an automatic pong.
     Control,
     /// Write the buffer: queued messages; report the bytes with `on_data_written`.
     Data,
+    /// Write this shared chunk; report the bytes with `on_data_written`.
+    Shared(Bytes),
     /// Write the close frame, then half-close the socket if `shutdown`.
     Close {
         /// Half-close after the frame.

@@ -1,8 +1,9 @@
 //! [`WebSocket`], the handle a route's handler receives.
 
-use std::{fmt, future::poll_fn, net::SocketAddr};
+use std::{fmt, future::poll_fn, net::SocketAddr, rc::Rc};
 
 use crate::{
+    cluster::{local::LocalCore, ClientId, Clients, Delivery},
     proto::{close::encode_close_payload, OpCode},
     ws::{
         shared::{Phase, SharedRef},
@@ -47,7 +48,8 @@ use crate::{
 /// ```
 pub struct WebSocket {
     shared: SharedRef,
-    id: u64,
+    id: ClientId,
+    core: Rc<LocalCore>,
     peer_addr: Option<SocketAddr>,
     protocol: Option<String>,
 }
@@ -65,22 +67,58 @@ impl fmt::Debug for WebSocket {
 impl WebSocket {
     pub(crate) fn new(
         shared: SharedRef,
-        id: u64,
+        id: ClientId,
         peer_addr: Option<SocketAddr>,
         protocol: Option<String>,
+        core: Rc<LocalCore>,
     ) -> Self {
         shared.borrow_mut().handles += 1;
         Self {
             shared,
             id,
+            core,
             peer_addr,
             protocol,
         }
     }
 
-    /// The connection's id, unique on this server.
-    pub fn id(&self) -> u64 {
+    /// The connection's id, unique on this server; it names the core that owns the connection.
+    pub fn id(&self) -> ClientId {
         self.id
+    }
+
+    /// Every connection of the server, on every core.
+    pub fn clients(&self) -> Clients {
+        self.core.clients()
+    }
+
+    /// Subscribes this connection to `topic`; returns false if it already was (or the
+    /// connection is gone). Subscriptions end with the connection.
+    pub fn subscribe(&self, topic: &str) -> bool {
+        self.core.subscribe(self.id, topic)
+    }
+
+    /// Ends a subscription; returns false if there was none.
+    pub fn unsubscribe(&self, topic: &str) -> bool {
+        self.core.unsubscribe(self.id, topic)
+    }
+
+    /// The topics this connection subscribes to, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        self.core.topics_of(self.id)
+    }
+
+    /// Sends a message to every subscriber of `topic` on every core, except this connection
+    /// (uWebSockets' `ws.publish`). Encoded once for all recipients.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ControlTooLong`] or [`Error::InvalidMessage`] for a message that cannot be
+    /// sent this way.
+    pub fn publish(&self, topic: &str, message: impl Into<Message>) -> Result<Delivery, Error> {
+        self.core
+            .clients()
+            .publish_except(topic, self.id, message.into())
     }
 
     /// The peer's address (`None` for an injected connection).
@@ -103,18 +141,19 @@ impl WebSocket {
             .map(|r| r.map_err(Error::Protocol))
     }
 
-    /// Queues a message. Waits only while the outbound queue is over
-    /// [`WsOptions::max_backpressure`](crate::WsOptions::max_backpressure). `Close` starts the
-    /// close handshake (as [`close`](Self::close)); `Ping`/`Pong` payloads must be at most 125
-    /// bytes.
+    /// Queues a message; it is written in order after everything sent before. Never waits:
+    /// a message refused is reported at once. `Close` starts the close handshake (as
+    /// [`close`](Self::close)); `Ping`/`Pong` payloads must be at most 125 bytes.
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] once the connection is closing (the message was not accepted);
-    /// [`Error::ControlTooLong`]; [`Error::InvalidClose`].
+    /// [`Error::Closed`] once the connection is closing; [`Error::Backpressure`] when the
+    /// outbound queue is over [`WsOptions::max_backpressure`](crate::WsOptions::max_backpressure)
+    /// (then the [policy](crate::WsOptions::backpressure_policy) applies: by default the
+    /// connection is closed with 1008); [`Error::ControlTooLong`]; [`Error::InvalidClose`].
+    /// A refused message was not accepted: it is counted as dropped, never as unsent.
     pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
-        poll_fn(|cx| self.shared.borrow_mut().poll_send_ready(cx.waker())).await?;
         let mut shared = self.shared.borrow_mut();
         match &message {
             Message::Text(text) => shared.queue_data(OpCode::Text, text.as_bytes()),
@@ -166,9 +205,21 @@ impl WebSocket {
         shared.phase == Phase::Open && !shared.terminated
     }
 
-    /// Bytes queued and not yet handed to the socket (`ws`'s `bufferedAmount`).
+    /// Bytes queued and not yet handed to the socket, frame headers included (`ws`'s
+    /// `bufferedAmount`).
     pub fn buffered_amount(&self) -> usize {
         self.shared.borrow().buffered_amount()
+    }
+
+    /// Waits until everything sent so far has been written to the socket: the way to pace a
+    /// producer by the reader's speed (send, then `flush().await` before the queue grows past
+    /// the limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] if the connection ended with messages still queued.
+    pub async fn flush(&self) -> Result<(), Error> {
+        poll_fn(|cx| self.shared.borrow_mut().poll_flushed(cx.waker())).await
     }
 
     /// Waits until the connection is over (close handshake done, peer gone, or terminated)

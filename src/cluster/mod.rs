@@ -1,0 +1,20 @@
+//! Every connection of every core, seen as one set: client tracking, broadcast and topics
+//! across cores.
+//!
+//! Each core keeps its own registry ([`local::LocalCore`]): its connections and their topic
+//! subscriptions, in `Rc`/`RefCell`, touched only by that core. Cores never share a
+//! connection: work for another core travels as a message to that core's inbox (bounded,
+//! drained in batches by the core itself). A message for many recipients is encoded once into
+//! a [`Bytes`](bytes::Bytes) frame that every recipient on every core writes as it is.
+//!
+//! What is shared across threads is small and off the per-message path: per-core connection
+//! counts (atomics, for an exact `len()`), the subscriber count of each topic (a mutex taken on
+//! subscribe and unsubscribe only), and the inboxes' senders.
+
+pub(crate) mod clients;
+mod id;
+pub(crate) mod local;
+
+pub(crate) use clients::Cluster;
+pub use clients::{Clients, Delivery};
+pub use id::ClientId;
