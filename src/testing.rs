@@ -70,12 +70,28 @@ use crate::{
 
 /// Runs `future` on a fresh monoio runtime (io_uring where available, timers on) and returns
 /// its output: the simplest way to drive `inject` and `inject_ws` from a `#[test]`.
+///
+/// Injected connections of this thread belong to this runtime: when it returns, they are
+/// forgotten (a monoio runtime leaks, rather than drops, the tasks still waiting when it ends,
+/// so connections left open must not stay registered for the next runtime). Drive every
+/// `inject_ws` of a thread from one runtime at a time.
 pub fn run<F: Future>(future: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+    let output = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()
         .expect("monoio runtime")
-        .block_on(future)
+        .block_on(future);
+    forget_inject_core();
+    output
+}
+
+/// Drops this thread's inject core (its registry, clients and inbox).
+fn forget_inject_core() {
+    let dropped = INJECT_CORE.with(|slot| slot.borrow_mut().take());
+    if dropped.is_some() {
+        set_current_core(None);
+    }
+    drop(dropped);
 }
 
 /// The response to an injected request.

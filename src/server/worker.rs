@@ -7,7 +7,7 @@ use std::{
     future::poll_fn,
     io,
     os::fd::{AsRawFd, RawFd},
-    rc::Rc,
+    rc::{Rc, Weak},
     sync::{mpsc, Arc},
     task::{Poll, Waker},
     time::{Duration, Instant},
@@ -50,6 +50,8 @@ pub(crate) struct CoreState {
     active: Cell<usize>,
     pub(crate) shutting_down: Cell<bool>,
     idle_waker: RefCell<Option<Waker>>,
+    /// The liveness sweep's period while it runs (`None`: not running).
+    sweep_period: Cell<Option<Duration>>,
 }
 
 impl CoreState {
@@ -62,6 +64,7 @@ impl CoreState {
             active: Cell::new(0),
             shutting_down: Cell::new(false),
             idle_waker: RefCell::new(None),
+            sweep_period: Cell::new(None),
         }
     }
 
@@ -86,6 +89,24 @@ impl CoreState {
     pub(crate) fn register_open(&self, id: ClientId, shared: SharedRef, tracked: bool) {
         self.handshaking.borrow_mut().remove(&id);
         self.local.register(id, shared, tracked);
+    }
+
+    /// Makes sure the liveness sweep runs at least every `period` (a new connection's
+    /// `WsOptions::liveness_period`; `None` when it needs no sweep). The sweep starts with
+    /// the first connection that needs it and stops when the core has none left, so it runs
+    /// on workers and on the inject core alike, and an idle core has no timer to wake it.
+    pub(crate) fn watch_liveness(self: &Rc<Self>, period: Option<Duration>) {
+        let Some(period) = period else {
+            return;
+        };
+        match self.sweep_period.get() {
+            Some(current) if current <= period => {}
+            Some(_) => self.sweep_period.set(Some(period)),
+            None => {
+                self.sweep_period.set(Some(period));
+                monoio::spawn(liveness_sweep(Rc::downgrade(self)));
+            }
+        }
     }
 
     fn poll_idle(&self, waker: &Waker) -> Poll<()> {
@@ -226,6 +247,45 @@ pub(crate) async fn drain_inbox(inbox: async_channel::Receiver<CoreMsg>, local: 
         }
         if handled == INBOX_BATCH {
             sleep(Duration::ZERO).await;
+        }
+    }
+}
+
+/// The core's liveness sweep: one timer for all its connections rather than one each. Every
+/// period it checks each connection (automatic ping, dead peer, idle timeout, max lifetime:
+/// `Shared::check_liveness`). It ends when the core has no connection left (so after the
+/// drain when the worker stops) and holds the core only weakly, never across a sleep.
+async fn liveness_sweep(weak: Weak<CoreState>) {
+    let _running = SweepRunning(weak.clone());
+    loop {
+        let Some(period) = weak.upgrade().and_then(|core| core.sweep_period.get()) else {
+            return;
+        };
+        sleep(period).await;
+        let Some(core) = weak.upgrade() else {
+            return;
+        };
+        let connections = core.local.all_shared();
+        if connections.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for shared in &connections {
+            shared.borrow_mut().check_liveness(now);
+        }
+    }
+}
+
+/// Marks the sweep stopped however its task ends (returning, or unwinding from a panic). A task
+/// still sleeping when its runtime is dropped is leaked by monoio, not dropped: for the inject
+/// core, which outlives the runtime, a later runtime on the same thread then gets no sweep (that
+/// core also keeps the connections the earlier runtime left open, which never run again).
+struct SweepRunning(Weak<CoreState>);
+
+impl Drop for SweepRunning {
+    fn drop(&mut self) {
+        if let Some(core) = self.0.upgrade() {
+            core.sweep_period.set(None);
         }
     }
 }

@@ -7,7 +7,7 @@ use std::{
     future::poll_fn,
     os::fd::RawFd,
     rc::{Rc, Weak},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::BytesMut;
@@ -61,12 +61,14 @@ pub(crate) async fn run<S: Conn>(
     let close_timeout = options.close_timeout;
     let tracked = options.client_tracking;
     let error_handler = options.error_handler.clone();
+    let liveness = options.liveness_period();
     let shared = Shared::new(options);
     shared.borrow_mut().attach(
         socket_cutter(fd),
         close_timer(Rc::downgrade(&shared), close_timeout),
     );
     core.register_open(guard.id, Rc::clone(&shared), tracked);
+    core.watch_liveness(liveness);
 
     let on_protocol_error = error_handler.clone().map(|handler| ProtocolErrorReport {
         handler,
@@ -110,13 +112,13 @@ pub(crate) async fn run<S: Conn>(
     if let Err(payload) = writer.await {
         tracing::error!("writer panicked: {}", panic_message(&*payload));
     }
-    let report = {
+    let (report, peer_gone) = {
         let mut shared = shared.borrow_mut();
         shared.mark_clean();
         shared.set_finished();
-        shared.report()
+        (shared.report(), shared.peer_gone)
     };
-    tracing::debug!(id = %guard.id, ?report, "connection closed");
+    tracing::debug!(id = %guard.id, ?report, peer_gone, "connection closed");
     drop(guard);
 }
 
@@ -219,10 +221,14 @@ async fn read_loop<S: Conn>(
     shared: &SharedRef,
     on_protocol_error: Option<ProtocolErrorReport>,
 ) {
+    // When the bytes being decoded were read (for the idle timeout).
+    let mut read_at = Instant::now();
     loop {
         loop {
             if shared.borrow().inbound_full() {
                 poll_fn(|cx| shared.borrow_mut().poll_room(cx.waker())).await;
+                // The peer could not be heard while we did not read: a fresh interval.
+                shared.borrow_mut().heard(Instant::now());
             }
             if shared.borrow().terminated {
                 return;
@@ -236,7 +242,7 @@ async fn read_loop<S: Conn>(
                         shared.borrow_mut().on_close_frame(close);
                         return;
                     }
-                    data => shared.borrow_mut().push_inbound(data.into()),
+                    data => shared.borrow_mut().push_message(data.into(), read_at),
                 },
                 Ok(None) => break,
                 Err(e) => {
@@ -280,7 +286,12 @@ async fn read_loop<S: Conn>(
                 shared.borrow_mut().on_read_end();
                 return;
             }
-            Ok(_) => {}
+            Ok(_) => {
+                // Any byte proves the peer alive, even part of a frame (a large message on a
+                // slow link); our own writes never do.
+                read_at = Instant::now();
+                shared.borrow_mut().heard(read_at);
+            }
         }
     }
 }

@@ -47,6 +47,10 @@ pub struct WsOptions {
     pub(crate) max_payload: usize,
     max_fragments: Option<usize>,
     pub(crate) close_timeout: Duration,
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) pong_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
     pub(crate) max_backpressure: usize,
     pub(crate) backpressure_policy: BackpressurePolicy,
     pub(crate) max_inbound: usize,
@@ -65,6 +69,10 @@ impl fmt::Debug for WsOptions {
             .field("max_payload", &self.max_payload)
             .field("max_fragments", &self.get_max_fragments())
             .field("close_timeout", &self.close_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("pong_timeout", &self.pong_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
             .field("max_backpressure", &self.max_backpressure)
             .field("client_tracking", &self.client_tracking)
             .field("auto_pong", &self.auto_pong)
@@ -86,6 +94,10 @@ impl WsOptions {
             max_payload: 1 << 20,
             max_fragments: None,
             close_timeout: Duration::from_secs(5),
+            ping_interval: Some(Duration::from_secs(25)),
+            pong_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            max_lifetime: None,
             max_backpressure: 1 << 20,
             backpressure_policy: BackpressurePolicy::Close,
             max_inbound: 1 << 20,
@@ -124,6 +136,55 @@ impl WsOptions {
     #[must_use]
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
+        self
+    }
+
+    /// How long the peer may stay silent before it is pinged. The server pings only a peer it
+    /// has heard nothing from (no byte of any frame: data, ping, pong or close) for this long;
+    /// our own sends never count as hearing from it. A peer that still sends nothing within
+    /// [`pong_timeout`](Self::pong_timeout) of the ping is taken for gone (a half-open socket)
+    /// and the connection is terminated without a close handshake: `ping_interval +
+    /// pong_timeout` after it was last heard, plus at most twice the liveness check's
+    /// granularity (a quarter of the shortest liveness setting, between 10 ms and 1 s). The
+    /// reason is logged (debug); the connection's report shows no close frame received and
+    /// counts what was not written. The ping has an
+    /// empty payload, is queued behind the messages already sent, and is not a message
+    /// (not counted in the [`CloseReport`](crate::CloseReport)). `None` disables automatic
+    /// pings and the dead-peer check. Default `Some(25 s)`.
+    #[must_use]
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// How long the peer has, after an automatic ping, to send anything (the pong or any other
+    /// frame) before the connection is terminated; see
+    /// [`ping_interval`](Self::ping_interval). Default 10 s.
+    #[must_use]
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = timeout;
+        self
+    }
+
+    /// Closes the connection with 1000 "idle timeout" when no complete text or binary message
+    /// has been received for this long (counted from the upgrade at first). Only messages from
+    /// the peer count: pings and pongs prove it alive (see [`ping_interval`](Self::ping_interval))
+    /// but not busy, and neither our own sends nor a message still arriving in fragments count.
+    /// With [`auto_pong`](Self::auto_pong) off, a ping handed to the handler does not count
+    /// either. Checked at the granularity given in [`ping_interval`](Self::ping_interval).
+    /// Default `None` (no idle timeout).
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Closes the connection with 1000 "max lifetime reached" this long after the upgrade,
+    /// however busy it is (queued messages are written first, as for any close). Default
+    /// `None` (no limit).
+    #[must_use]
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.max_lifetime = lifetime;
         self
     }
 
@@ -253,6 +314,19 @@ impl WsOptions {
         self.close_timeout
     }
 
+    /// How often a core checks its connections' liveness for these options: a quarter of the
+    /// shortest liveness setting, between 10 ms and 1 s; `None` when none is enabled.
+    pub(crate) fn liveness_period(&self) -> Option<Duration> {
+        let pinging = self
+            .ping_interval
+            .map(|interval| interval.min(self.pong_timeout));
+        let shortest = [pinging, self.idle_timeout, self.max_lifetime]
+            .into_iter()
+            .flatten()
+            .min()?;
+        Some((shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)))
+    }
+
     pub(crate) fn validate(&self) -> Result<(), BuildError> {
         if self.max_payload == 0 {
             return Err(BuildError::InvalidOption {
@@ -265,6 +339,25 @@ impl WsOptions {
                 name: "close_timeout",
                 reason: "must be longer than zero".into(),
             });
+        }
+        if self.pong_timeout.is_zero() {
+            return Err(BuildError::InvalidOption {
+                name: "pong_timeout",
+                reason: "must be longer than zero".into(),
+            });
+        }
+        let optional = [
+            ("ping_interval", self.ping_interval),
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+        ];
+        for (name, duration) in optional {
+            if duration.is_some_and(|d| d.is_zero()) {
+                return Err(BuildError::InvalidOption {
+                    name,
+                    reason: "must be longer than zero (None disables it)".into(),
+                });
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ use std::{
     collections::VecDeque,
     rc::Rc,
     task::{Poll, Waker},
+    time::Instant,
 };
 
 use bytes::{Bytes, BytesMut};
@@ -127,11 +128,24 @@ pub(crate) struct Shared {
     reader_done: bool,
     reader_done_waker: Option<Waker>,
 
+    // Liveness, judged by the core's sweep (`check_liveness`).
+    /// When the connection was upgraded (for `max_lifetime`).
+    opened: Instant,
+    /// When the reader last got bytes from the peer, of any frame. Our sends never touch it.
+    last_heard: Instant,
+    /// When the last complete text or binary message arrived (for `idle_timeout`).
+    last_message: Instant,
+    /// When the sweep last queued an automatic ping; unanswered while not before `last_heard`.
+    last_ping_sent: Option<Instant>,
+    /// The sweep found the peer gone (no answer to its ping) and terminated the connection.
+    pub(crate) peer_gone: bool,
+
     report: CloseReport,
 }
 
 impl Shared {
     pub(crate) fn new(options: WsOptions) -> SharedRef {
+        let now = Instant::now();
         Rc::new(RefCell::new(Shared {
             phase: Phase::Open,
             options,
@@ -167,6 +181,11 @@ impl Shared {
             finished_wakers: Vec::new(),
             reader_done: false,
             reader_done_waker: None,
+            opened: now,
+            last_heard: now,
+            last_message: now,
+            last_ping_sent: None,
+            peer_gone: false,
             report: CloseReport::default(),
         }))
     }
@@ -409,6 +428,18 @@ impl Shared {
         }
     }
 
+    /// The reader got bytes from the peer at `at` (or, after pausing for the handler, resumed
+    /// reading: the pause was ours, so the peer gets a fresh interval).
+    pub(crate) fn heard(&mut self, at: Instant) {
+        self.last_heard = at;
+    }
+
+    /// A text or binary message, read at `at`: it also counts against the idle timeout.
+    pub(crate) fn push_message(&mut self, message: Message, at: Instant) {
+        self.last_message = at;
+        self.push_inbound(message);
+    }
+
     /// Answers a ping, coalescing with any pong not yet written.
     pub(crate) fn on_ping(&mut self, payload: Bytes) {
         if !self.options.auto_pong {
@@ -484,6 +515,54 @@ impl Shared {
         self.inbound_done = true;
         if let Some(w) = self.recv_waker.take() {
             w.wake();
+        }
+    }
+
+    // ---- the liveness sweep's side ----
+
+    /// One look by the core's liveness sweep at `now` (see `WsOptions::ping_interval`,
+    /// `idle_timeout` and `max_lifetime`). Only an open connection is judged: a closing one
+    /// has its close timer.
+    pub(crate) fn check_liveness(&mut self, now: Instant) {
+        if self.phase != Phase::Open || self.terminated {
+            return;
+        }
+        let since = |t: Instant| now.saturating_duration_since(t);
+        if let Some(max) = self.options.max_lifetime {
+            if since(self.opened) >= max {
+                self.start_close(1000, "max lifetime reached");
+                return;
+            }
+        }
+        if self.inbound_full() {
+            // Our reader waits for the handler to take earlier messages, so the peer cannot be
+            // heard now: it is not judged (the reader refreshes `last_heard` when it resumes).
+            return;
+        }
+        if let Some(interval) = self.options.ping_interval {
+            let unanswered = self.last_ping_sent.filter(|&sent| sent >= self.last_heard);
+            if let Some(sent) = unanswered {
+                if since(sent) >= self.options.pong_timeout {
+                    // A half-open socket takes no close frame: cut it. The report then shows no
+                    // close received and counts what was not written.
+                    tracing::debug!(
+                        silent_for = ?since(self.last_heard),
+                        "no answer to the ping within pong_timeout: terminating"
+                    );
+                    self.peer_gone = true;
+                    self.terminate();
+                    return;
+                }
+            } else if since(self.last_heard) >= interval
+                && self.queue_control(OpCode::Ping, &[]).is_ok()
+            {
+                self.last_ping_sent = Some(now);
+            }
+        }
+        if let Some(idle) = self.options.idle_timeout {
+            if since(self.last_message) >= idle {
+                self.start_close(1000, "idle timeout");
+            }
         }
     }
 
