@@ -10,7 +10,7 @@ use http::{Method, StatusCode};
 use monoio::time::timeout;
 
 use super::{
-    catch::{catch_unwind_local, panic_message},
+    catch::{catch_unwind_local, panic_message, CatchUnwind},
     io_util::{linger, read_more, write_bytes, write_reply, Conn, CutOnDrop},
     worker::{ConnGuard, CoreState},
     ws_conn, ServerConfig,
@@ -255,17 +255,23 @@ async fn upgrade<S: Conn>(
         return;
     }
     cut.disarm();
-    ws_conn::run(
+    // The WebSocket phase runs as a task of its own, so the HTTP phase's state (this future)
+    // is freed instead of staying allocated for the connection's whole life.
+    let ws_phase = ws_conn::run(
         stream,
         buf,
         route.ws_handler.clone(),
         req,
         protocol,
         options.clone(),
-        core,
+        Rc::clone(core),
         guard,
-    )
-    .await;
+    );
+    monoio::spawn(async move {
+        if let Err(payload) = CatchUnwind::new(ws_phase).await {
+            tracing::error!("connection task panicked: {}", panic_message(&*payload));
+        }
+    });
 }
 
 /// The subprotocol to answer with: `handle_protocols`' pick if it was offered, else the first

@@ -7,6 +7,7 @@ use std::{
     future::poll_fn,
     os::fd::RawFd,
     rc::{Rc, Weak},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -33,6 +34,11 @@ use crate::{
 };
 
 const MAX_READ_CHUNK: usize = 256 * 1024;
+/// A connection whose reads come further apart than this is quiet: its next read, if nothing
+/// is buffered, uses [`QUIET_READ`] bytes instead of a full chunk. Busy connections (a message
+/// every few milliseconds) keep full buffers; idle ones hold half a kilobyte.
+const QUIET_AFTER: Duration = Duration::from_millis(50);
+const QUIET_READ: usize = 512;
 /// Longest wait for the handler to take earlier messages before a close is answered or a
 /// protocol error fails the connection.
 const CATCH_UP: Duration = Duration::from_secs(1);
@@ -48,7 +54,7 @@ pub(crate) async fn run<S: Conn>(
     req: Request,
     protocol: Option<String>,
     options: WsOptions,
-    core: &Rc<CoreState>,
+    core: Rc<CoreState>,
     guard: ConnGuard,
 ) {
     let fd = stream.as_raw_fd();
@@ -143,7 +149,14 @@ fn spawn_handler(
         id,
         local,
     } = info;
-    let future = handler(ws, req.clone());
+    // Only a custom error handler needs the request after the handler started; otherwise keep
+    // just the path for the log line, not the whole head, for the connection's lifetime.
+    let path: Box<str> = req.path().into();
+    let kept = match &error_handler {
+        Some(error_handler) => Some((Arc::clone(error_handler), req.clone(), protocol, local)),
+        None => None,
+    };
+    let future = handler(ws, req);
     monoio::spawn(async move {
         // Runs before the handler's first poll; the reader, on this same core, only looks at
         // the flag after that poll has finished.
@@ -163,15 +176,15 @@ fn spawn_handler(
                 shared.handler_running = false;
                 shared.fail(1011);
             }
-            Ok(Err(err)) => match error_handler {
+            Ok(Err(err)) => match kept {
                 // The default, as @fastify/websocket: log and terminate (the client sees 1006).
                 None => {
-                    tracing::error!(path = req.path(), "websocket handler failed: {err}");
+                    tracing::error!(path = &*path, "websocket handler failed: {err}");
                     let mut shared = shared.borrow_mut();
                     shared.handler_running = false;
                     shared.terminate();
                 }
-                Some(error_handler) => {
+                Some((error_handler, req, protocol, local)) => {
                     let ws =
                         WebSocket::new(Rc::clone(&shared), id, req.peer_addr(), protocol, local);
                     let handled = CatchUnwind::new(error_handler(err, ws, req)).await;
@@ -223,6 +236,9 @@ async fn read_loop<S: Conn>(
 ) {
     // When the bytes being decoded were read (for the idle timeout).
     let mut read_at = Instant::now();
+    // Until the peer shows it is busy, treat it as quiet: a connection that says nothing after
+    // its upgrade never holds a full read buffer.
+    let mut quiet = true;
     loop {
         loop {
             if shared.borrow().inbound_full() {
@@ -276,7 +292,15 @@ async fn read_loop<S: Conn>(
                 }
             }
         }
-        let want = if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        let spare = buf.capacity() - buf.len();
+        let want = if quiet && buf.is_empty() {
+            // A quiet connection waits with a small buffer: the read is in flight (and owns
+            // its buffer) for as long as the peer says nothing.
+            if buf.capacity() > QUIET_READ {
+                buf = BytesMut::new();
+            }
+            QUIET_READ
+        } else if spare < READ_CHUNK / 2 {
             READ_CHUNK.max(buf.len().min(MAX_READ_CHUNK))
         } else {
             0
@@ -289,7 +313,9 @@ async fn read_loop<S: Conn>(
             Ok(_) => {
                 // Any byte proves the peer alive, even part of a frame (a large message on a
                 // slow link); our own writes never do.
-                read_at = Instant::now();
+                let now = Instant::now();
+                quiet = now.duration_since(read_at) >= QUIET_AFTER;
+                read_at = now;
                 shared.borrow_mut().heard(read_at);
             }
         }
@@ -326,7 +352,8 @@ async fn drain_input<R: AsyncReadRent>(reader: &mut R, mut buf: BytesMut) {
 /// Owns the write side: writes pongs, queued messages in order, then the close frame; after
 /// that, waits for the reader to see the peer's close.
 async fn write_loop<S: Conn>(mut writer: OwnedWriteHalf<S>, fd: RawFd, shared: SharedRef) {
-    let mut spare = BytesMut::with_capacity(READ_CHUNK);
+    // Allocated on the first write: an idle connection holds no write buffer.
+    let mut spare = BytesMut::new();
     loop {
         let job = poll_fn(|cx| shared.borrow_mut().poll_write_job(cx.waker(), &mut spare)).await;
         match job {
