@@ -13,7 +13,7 @@ fn workers_run_on_the_expected_driver() {
     let allowed_missing = std::env::var_os("RINGSOCKET_ALLOW_NO_URING").is_some();
     if forced_legacy {
         assert_eq!(server.driver(), Driver::Epoll);
-        } else if !allowed_missing {
+    } else if !allowed_missing {
         // monoio probes io_uring once per process and silently falls back to epoll if the
         // probe fails; say why it failed.
         let probe = io_uring::IoUring::new(8).map(|_| ());
