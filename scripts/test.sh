@@ -30,8 +30,8 @@ cargo --version
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
@@ -42,6 +42,9 @@ run_tests cargo test --doc
 
 step "cargo test (epoll: MONOIO_FORCE_LEGACY_DRIVER=1)"
 run_tests env MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --all-targets
+
+step "benchmark smoke run (scripts/bench.sh --quick)"
+scripts/bench.sh --quick
 
 step "autobahn (io_uring)"
 scripts/autobahn.sh "${quick[@]}"

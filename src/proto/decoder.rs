@@ -147,6 +147,9 @@ struct InFrame {
 pub struct Decoder {
     config: DecoderConfig,
     partial: Option<Partial>,
+    /// Bytes of `buf` a whole pending frame takes (header included) while the decoder waits
+    /// for all of it; 0 when not waiting.
+    waiting_for: usize,
     utf8: Utf8Validator,
     last_compressed: bool,
     closed: bool,
@@ -160,6 +163,7 @@ impl Decoder {
         Self {
             config,
             partial: None,
+            waiting_for: 0,
             utf8: Utf8Validator::new(),
             last_compressed: false,
             closed: false,
@@ -185,6 +189,22 @@ impl Decoder {
     #[must_use]
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// How many bytes `buf` should hold for the next call to make progress, when known: the
+    /// whole of a frame the decoder is waiting for, or the header so far plus the rest of the
+    /// frame being read. 0 when any amount will do. Lets the caller size its next read so a
+    /// large frame arrives in one.
+    pub fn wanted(&self) -> usize {
+        if self.waiting_for > 0 {
+            return self.waiting_for;
+        }
+        match &self.partial {
+            Some(Partial {
+                frame: Some(frame), ..
+            }) => frame.remaining.min(usize::MAX as u64) as usize,
+            _ => 0,
+        }
     }
 
     /// Consumes bytes from the front of `buf` and returns the next complete message.
@@ -248,7 +268,17 @@ impl Decoder {
             let len = header.payload_len;
             // `check_size` bounded `len` by `max_message_size`, so it fits in a usize.
             let whole = (buf.len() - header_len) as u64 >= len;
-            if whole && header.fin && header.opcode != OpCode::Continuation {
+            let single = header.fin && header.opcode != OpCode::Continuation;
+            if !whole && single && header.opcode == OpCode::Binary && len as usize <= WAIT_WHOLE_MAX
+            {
+                // A binary frame of one message: let the rest arrive and take it without a
+                // copy, rather than copying it piece by piece. (Text is consumed as it comes,
+                // so invalid UTF-8 fails as soon as it arrives.)
+                self.waiting_for = header_len + len as usize;
+                return Ok(None);
+            }
+            self.waiting_for = 0;
+            if whole && single {
                 buf.advance(header_len);
                 return self
                     .single_frame(buf.split_to(len as usize), &header)
@@ -396,6 +426,10 @@ impl Decoder {
 /// Moves as much of `frame`'s payload as `buf` holds into `data`, unmasking it and feeding
 /// `utf8` (when the message is checked text) as it goes, so invalid text fails before the
 /// rest of the frame arrives. Returns whether the frame's payload is complete.
+/// Largest single-frame binary message the decoder waits for whole instead of copying it as it
+/// arrives.
+const WAIT_WHOLE_MAX: usize = 1 << 20;
+
 fn read_payload(
     frame: &mut InFrame,
     data: &mut BytesMut,

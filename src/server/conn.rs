@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// Smallest free space offered to a read.
-pub(crate) const READ_CHUNK: usize = 8 * 1024;
+pub(crate) const READ_CHUNK: usize = 32 * 1024;
 
 pub(crate) async fn serve<S: Conn>(
     stream: S,

@@ -34,6 +34,9 @@ use crate::{
 };
 
 const MAX_READ_CHUNK: usize = 256 * 1024;
+/// Largest read sized for the rest of one frame (the decoder waits whole for binary frames
+/// up to 1 MiB).
+const MAX_FRAME_READ: usize = (1 << 20) + 16;
 /// A connection whose reads come further apart than this is quiet: its next read, if nothing
 /// is buffered, uses [`QUIET_READ`] bytes instead of a full chunk. Busy connections (a message
 /// every few milliseconds) keep full buffers; idle ones hold half a kilobyte.
@@ -293,7 +296,11 @@ async fn read_loop<S: Conn>(
             }
         }
         let spare = buf.capacity() - buf.len();
-        let want = if quiet && buf.is_empty() {
+        let needed = decoder.wanted();
+        let want = if needed > buf.len() {
+            // The rest of a large frame, in one read when it fits.
+            (needed - buf.len()).clamp(READ_CHUNK, MAX_FRAME_READ)
+        } else if quiet && buf.is_empty() {
             // A quiet connection waits with a small buffer: the read is in flight (and owns
             // its buffer) for as long as the peer says nothing.
             if buf.capacity() > QUIET_READ {

@@ -175,11 +175,36 @@ fn long_mixed_stream_is_split_independent() {
 
 #[test]
 fn partial_payload_is_consumed_as_it_arrives() {
-    let frame = m(0x82, &[9; 1000]);
+    // Text is consumed (and validated) as it arrives.
+    let frame = m(0x81, &[b'a'; 1000]);
     let mut decoder = Decoder::new(DecoderConfig::server());
     let mut buf = BytesMut::from(&frame[..500]);
     assert_eq!(decoder.decode(&mut buf), Ok(None));
     assert!(buf.is_empty());
+    assert_eq!(
+        decoder.wanted(),
+        1000 - (500 - 8),
+        "the rest of the frame's payload"
+    );
+    // A single binary frame is waited for whole, so it is taken without a copy; `wanted`
+    // says how much to read.
+    let frame = m(0x82, &[9; 1000]);
+    let mut decoder = Decoder::new(DecoderConfig::server());
+    let mut buf = BytesMut::from(&frame[..500]);
+    assert_eq!(decoder.decode(&mut buf), Ok(None));
+    assert_eq!(buf.len(), 500, "nothing consumed yet");
+    assert_eq!(decoder.wanted(), frame.len());
+    buf.extend_from_slice(&frame[500..]);
+    let payload_at = buf.as_ptr() as usize + 8;
+    let Ok(Some(Message::Binary(data))) = decoder.decode(&mut buf) else {
+        panic!("a message")
+    };
+    assert_eq!(
+        (data.len(), data.as_ptr() as usize),
+        (1000, payload_at),
+        "zero copy"
+    );
+    assert_eq!(decoder.wanted(), 0);
     // A header alone is consumed only once complete.
     let mut buf = BytesMut::from(&m(0x82, &[1; 200])[..3]);
     let mut fresh = Decoder::new(DecoderConfig::server());

@@ -1,0 +1,80 @@
+//! ringsocket echo peer: every message on `/` comes back unchanged (text as text, binary as
+//! binary), up to 16 MiB, no compression.
+//!
+//! ```text
+//! rs-echo --port 9001 --workers 2
+//! ```
+//!
+//! One monoio runtime and one `SO_REUSEPORT` listener per worker, each worker pinned to a CPU
+//! (ringsocket's default; `--no-pin` turns it off). Prints `listening on 127.0.0.1:PORT` once
+//! every worker accepts. SIGINT/SIGTERM start ringsocket's graceful shutdown (1001 to every
+//! client); a second signal exits at once.
+
+use std::io::Write;
+use std::num::NonZeroUsize;
+
+use anyhow::Context;
+use clap::Parser;
+use ringsocket::{App, Server, WsOptions};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Largest message echoed, in bytes.
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// ringsocket echo server for the benchmark.
+#[derive(Debug, Parser)]
+#[command(name = "rs-echo")]
+struct Args {
+    /// Port to listen on at 127.0.0.1 (0: any free port).
+    #[arg(long)]
+    port: u16,
+    /// Worker threads, each with its own runtime and listener.
+    #[arg(long, default_value = "1")]
+    workers: NonZeroUsize,
+    /// Pin worker i to the i-th allowed CPU (the default; accepted for symmetry with raw-echo).
+    #[arg(long, conflicts_with = "no_pin")]
+    pin: bool,
+    /// Do not pin workers to CPUs.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+
+    let app = App::builder()
+        .websocket(WsOptions::new().max_payload(MAX_MESSAGE))
+        .ws("/", |mut ws, _req| async move {
+            while let Some(Ok(message)) = ws.recv().await {
+                if message.is_close() || ws.send(message).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .build()
+        .context("building the app")?;
+
+    let server = Server::new(app)
+        .workers(args.workers.get())
+        .pin_threads(!args.no_pin)
+        .listen(("127.0.0.1", args.port))
+        .with_context(|| format!("listening on 127.0.0.1:{}", args.port))?;
+    // Before the ready line, so a runner that signals as soon as it sees it is honoured.
+    server.watch_signals().context("watching SIGINT/SIGTERM")?;
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "listening on {} ({} workers, {})",
+        server.local_addr(),
+        server.workers(),
+        server.driver()
+    )?;
+    stdout.flush()?;
+    drop(stdout);
+
+    server.run();
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! tokio-tungstenite echo peer: every message on any path comes back unchanged (text as
+//! text, binary as binary), up to 16 MiB, no compression (tungstenite has none).
+//!
+//! ```text
+//! tungstenite-echo --port 9001 --workers 2
+//! ```
+//!
+//! The usual tokio shape: one multi-thread runtime with `--workers` worker threads, one
+//! listener, a task per connection. Prints `listening on 127.0.0.1:PORT` once accepting.
+//! SIGINT/SIGTERM end the process at once (status 0).
+
+use std::io::{self, Write};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Largest message (and frame) echoed, in bytes.
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// tokio-tungstenite echo server for the benchmark.
+#[derive(Debug, Parser)]
+#[command(name = "tungstenite-echo")]
+struct Args {
+    /// Port to listen on at 127.0.0.1 (0: any free port).
+    #[arg(long)]
+    port: u16,
+    /// Worker threads of the tokio multi-thread runtime.
+    #[arg(long, default_value = "1")]
+    workers: NonZeroUsize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    exit_on_signals().context("installing SIGINT/SIGTERM handlers")?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers.get())
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("building the tokio runtime")?
+        .block_on(serve(args.port))
+}
+
+async fn serve(port: u16) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("listening on 127.0.0.1:{port}"))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {}", listener.local_addr()?)?;
+    stdout.flush()?;
+    drop(stdout);
+
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(async move {
+                    // A peer hanging up mid-way is the normal end of a benchmark connection.
+                    let _ = echo(stream, config).await;
+                });
+            }
+            Err(e) => {
+                // Out of descriptors or memory: back off instead of spinning.
+                eprintln!("tungstenite-echo: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn echo(
+    stream: TcpStream,
+    config: WebSocketConfig,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    stream.set_nodelay(true)?;
+    let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await?;
+    while let Some(msg) = ws.next().await {
+        let msg = msg?;
+        if msg.is_text() || msg.is_binary() {
+            ws.send(msg).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes SIGINT and SIGTERM end the process at once with status 0, even where the parent left
+/// them ignored (a non-interactive shell's `&` ignores SIGINT in the child).
+fn exit_on_signals() -> io::Result<()> {
+    extern "C" fn on_signal(_: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe; nothing else runs in the handler.
+        unsafe { libc::_exit(0) }
+    }
+    let handler = on_signal as extern "C" fn(libc::c_int);
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs a handler that only calls _exit.
+        if unsafe { libc::signal(signal, handler as libc::sighandler_t) } == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

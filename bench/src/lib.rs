@@ -1,0 +1,206 @@
+//! Shared pieces of ringsocket's benchmark: the load generator's JSON report (written by
+//! `loadgen --json`, read by the `bench` runner) and the small `/proc` and `getrusage` helpers
+//! both binaries use.
+
+use serde::{Deserialize, Serialize};
+
+/// One load generator run, as printed by `loadgen --json` (a single JSON object on stdout).
+///
+/// Fields that do not apply to a mode (latency in `idle`, RSS growth in `echo`, the server
+/// fields without `--server-pid`) are `null`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LoadgenReport {
+    /// `echo`, `idle` or `connect`.
+    pub mode: String,
+    /// Connections asked for (`connect`: concurrent tasks).
+    pub connections: usize,
+    /// Connections that completed their handshake during ramp-up (`connect`: tasks).
+    pub open: usize,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Whether echoes were expected verbatim (still masked): the raw TCP echo ceiling.
+    pub raw: bool,
+    /// Echoes (`connect`: completed connect-upgrade-echo-close cycles) in the counted window.
+    pub messages: u64,
+    /// Length of the counted window (`idle`: the hold).
+    pub seconds: f64,
+    /// `messages / seconds`.
+    pub msgs_per_sec: f64,
+    /// Send to full echo (`connect`: the whole cycle), in microseconds.
+    pub p50_us: Option<f64>,
+    /// 90th percentile, microseconds.
+    pub p90_us: Option<f64>,
+    /// 99th percentile, microseconds.
+    pub p99_us: Option<f64>,
+    /// 99.9th percentile, microseconds.
+    pub p999_us: Option<f64>,
+    /// Largest sample, microseconds.
+    pub max_us: Option<f64>,
+    /// Mean, microseconds.
+    pub mean_us: Option<f64>,
+    /// Connection errors of any kind (connect, handshake, I/O, protocol, wrong payload),
+    /// counted from the first connection attempt to the end of the counted window.
+    pub errors: u64,
+    /// The first few distinct error messages.
+    pub error_samples: Vec<String>,
+    /// Payloads compared byte for byte with what was sent.
+    pub verified: u64,
+    /// Seconds spent opening and handshaking the connections before anything was timed.
+    pub ramp_s: f64,
+    /// Warm-up seconds (not counted).
+    pub warmup_s: f64,
+    /// The server's CPU time (user + system, all threads) over the counted window.
+    pub server_cpu_s: Option<f64>,
+    /// `server_cpu_s / seconds` in percent (100 = one core).
+    pub server_cpu_pct: Option<f64>,
+    /// `messages / server_cpu_s`.
+    pub msgs_per_server_cpu_s: Option<f64>,
+    /// Server RSS before the first connection, KiB.
+    pub server_rss_start_kb: Option<u64>,
+    /// Server RSS at the end of the counted window (`idle`: with every connection open), KiB.
+    pub server_rss_end_kb: Option<u64>,
+    /// `idle`: server RSS growth per open connection, bytes.
+    pub bytes_per_conn: Option<f64>,
+    /// The load generator's own CPU time over the counted window.
+    pub loadgen_cpu_s: f64,
+    /// `loadgen_cpu_s / seconds` in percent (100 = its whole core).
+    pub loadgen_cpu_pct: f64,
+    /// Non-idle time of the whole machine (every CPU, `/proc/stat`) over the counted window:
+    /// what exceeds server + loadgen is other processes (noise).
+    pub machine_busy_s: Option<f64>,
+    /// Interrupt time (irq + softirq) of the whole machine over the counted window (included
+    /// in `machine_busy_s`).
+    pub machine_irq_s: Option<f64>,
+    /// Steal time of the whole machine over the counted window (the hypervisor ran others).
+    pub machine_steal_s: Option<f64>,
+}
+
+/// Process statistics from `/proc` and `getrusage`, and process set-up helpers.
+pub mod sys {
+    use std::io;
+
+    /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `/proc/PID/stat` times.
+    pub fn clock_ticks() -> f64 {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if ticks > 0 {
+            ticks as f64
+        } else {
+            100.0
+        }
+    }
+
+    /// CPU time (utime + stime, every thread) of process `pid`, in seconds.
+    pub fn process_cpu_s(pid: u32) -> io::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // The command name is in parentheses and may hold spaces: split after the last ')'.
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| io::Error::other("malformed /proc/PID/stat"))?;
+        // Fields after the name start at field 3 (state); utime and stime are fields 14, 15.
+        let mut fields = rest.split_ascii_whitespace().skip(11);
+        let mut next = || -> io::Result<u64> {
+            fields
+                .next()
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(|| io::Error::other("malformed /proc/PID/stat"))
+        };
+        let ticks = next()? + next()?;
+        Ok(ticks as f64 / clock_ticks())
+    }
+
+    /// Resident set size (`VmRSS`) of process `pid`, in KiB.
+    pub fn process_rss_kb(pid: u32) -> io::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| io::Error::other("no VmRSS in /proc/PID/status"))
+    }
+
+    /// Whole-machine CPU times since boot, in seconds, summed over every CPU (`/proc/stat`).
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct MachineTimes {
+        /// user + nice + system + irq + softirq + steal: every CPU-second not idle. Guest
+        /// time is inside user. Tick-based accounting charges interrupt work that lands in a
+        /// process's context (loopback TCP processing) to that process as well, so this is
+        /// what the processes' utime + stime must be compared with.
+        pub busy: f64,
+        /// irq + softirq alone.
+        pub irq: f64,
+        /// steal: the hypervisor ran something else.
+        pub steal: f64,
+    }
+
+    /// See [`MachineTimes`].
+    pub fn machine_times() -> io::Result<MachineTimes> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let line = stat
+            .lines()
+            .find(|l| l.starts_with("cpu "))
+            .ok_or_else(|| io::Error::other("no cpu line in /proc/stat"))?;
+        let v: Vec<u64> = line
+            .split_ascii_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0) as f64;
+        let ticks = clock_ticks();
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        Ok(MachineTimes {
+            busy: (at(0) + at(1) + at(2) + at(5) + at(6) + at(7)) / ticks,
+            irq: (at(5) + at(6)) / ticks,
+            steal: at(7) / ticks,
+        })
+    }
+
+    /// This process's CPU time (user + system, every thread), in seconds.
+    pub fn self_cpu_s() -> f64 {
+        // SAFETY: getrusage writes into the zeroed struct we pass.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+            usage
+        };
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(usage.ru_utime) + tv(usage.ru_stime)
+    }
+
+    /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit.
+    pub fn raise_nofile_limit() -> io::Result<u64> {
+        // SAFETY: plain syscalls on a local struct.
+        unsafe {
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if lim.rlim_cur < lim.rlim_max {
+                lim.rlim_cur = lim.rlim_max;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(lim.rlim_cur as u64)
+        }
+    }
+
+    /// Pins the calling thread (and whatever it spawns or execs later) to one CPU.
+    ///
+    /// Only a raw syscall: safe to call between `fork` and `exec` (`pre_exec`).
+    pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+        // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks against its size.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
