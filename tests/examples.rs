@@ -1,6 +1,9 @@
 //! The examples' apps, driven in memory (`inject`, `inject_ws`) and over a real server
 //! (2 workers on 127.0.0.1:0) with the crate's client: each behaves as its documentation says.
 
+// Each included example loads the shared `examples/support` module itself.
+#![allow(clippy::duplicate_mod)]
+
 mod common;
 
 #[allow(dead_code)]
