@@ -2,7 +2,27 @@
 //! `loadgen --json`, read by the `bench` runner) and the small `/proc` and `getrusage` helpers
 //! both binaries use.
 
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// A nonblocking `SO_REUSEPORT` listener (backlog 1024), so every worker of a peer server can
+/// have its own: monoio's and tokio's `from_std` both keep the descriptor's mode, and both need
+/// it nonblocking.
+///
+/// # Errors
+///
+/// Socket, bind or listen errors.
+pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
 
 /// One load generator run, as printed by `loadgen --json` (a single JSON object on stdout).
 ///

@@ -186,50 +186,38 @@ where
     }
 }
 
+/// The four request-stage constructors differ only in their stage.
+macro_rules! request_hooks {
+    ($($(#[$doc:meta])* fn $name:ident => $kind:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name<F, Fut>(f: F) -> Hook
+            where
+                F: Fn(Request) -> Fut + Send + Sync + 'static,
+                Fut: Future + 'static,
+                Fut::Output: HookOutput,
+            {
+                request_hook(HookKind::$kind, f)
+            }
+        )*
+    };
+}
+
 impl Hook {
     /// The stage this hook runs at.
     pub fn kind(&self) -> HookKind {
         self.kind
     }
 
-    /// `onRequest`: the first stage, before anything is read but the head.
-    pub fn on_request<F, Fut>(f: F) -> Hook
-    where
-        F: Fn(Request) -> Fut + Send + Sync + 'static,
-        Fut: Future + 'static,
-        Fut::Output: HookOutput,
-    {
-        request_hook(HookKind::OnRequest, f)
-    }
-
-    /// `preParsing`: before the body is read.
-    pub fn pre_parsing<F, Fut>(f: F) -> Hook
-    where
-        F: Fn(Request) -> Fut + Send + Sync + 'static,
-        Fut: Future + 'static,
-        Fut::Output: HookOutput,
-    {
-        request_hook(HookKind::PreParsing, f)
-    }
-
-    /// `preValidation`: after the body is read (the usual place for authentication).
-    pub fn pre_validation<F, Fut>(f: F) -> Hook
-    where
-        F: Fn(Request) -> Fut + Send + Sync + 'static,
-        Fut: Future + 'static,
-        Fut::Output: HookOutput,
-    {
-        request_hook(HookKind::PreValidation, f)
-    }
-
-    /// `preHandler`: just before the handler.
-    pub fn pre_handler<F, Fut>(f: F) -> Hook
-    where
-        F: Fn(Request) -> Fut + Send + Sync + 'static,
-        Fut: Future + 'static,
-        Fut::Output: HookOutput,
-    {
-        request_hook(HookKind::PreHandler, f)
+    request_hooks! {
+        /// `onRequest`: the first stage, before anything is read but the head.
+        fn on_request => OnRequest;
+        /// `preParsing`: before the body is read.
+        fn pre_parsing => PreParsing;
+        /// `preValidation`: after the body is read (the usual place for authentication).
+        fn pre_validation => PreValidation;
+        /// `preHandler`: just before the handler.
+        fn pre_handler => PreHandler;
     }
 
     /// `preSerialization`: receives a JSON reply's value before it is serialized and returns

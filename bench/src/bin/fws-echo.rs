@@ -31,7 +31,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 
 #[global_allocator]
@@ -39,8 +38,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Largest message echoed, in bytes.
 const MAX_MESSAGE: usize = 16 << 20;
-/// Listen backlog per worker (ringsocket's default).
-const BACKLOG: i32 = 1024;
 
 /// fastwebsockets echo server for the benchmark.
 #[derive(Debug, Parser)]
@@ -62,7 +59,8 @@ fn main() -> anyhow::Result<()> {
     let mut addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let mut listeners = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let listener = reuseport_listener(addr).with_context(|| format!("listening on {addr}"))?;
+        let listener = ringsocket_bench::reuseport_listener(addr)
+            .with_context(|| format!("listening on {addr}"))?;
         // Port 0: the first bind picks the port, the others share it.
         addr = listener.local_addr()?;
         listeners.push(listener);
@@ -96,18 +94,6 @@ fn main() -> anyhow::Result<()> {
         let _ = thread.join();
     }
     Ok(())
-}
-
-/// A nonblocking `SO_REUSEPORT` listener, so every worker can have its own.
-fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    // tokio's from_std requires a nonblocking socket.
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
 }
 
 fn worker(listener: std::net::TcpListener, ready: mpsc::Sender<io::Result<()>>) {

@@ -25,7 +25,6 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
-use socket2::{Domain, Protocol, Socket, Type};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -40,8 +39,6 @@ const HEAD_TOO_LARGE: &[u8] =
 /// Answer to a request without `Sec-WebSocket-Key`.
 const BAD_REQUEST: &[u8] =
     b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-/// Listen backlog per worker (ringsocket's default).
-const BACKLOG: i32 = 1024;
 
 /// Raw TCP echo server behind a WebSocket handshake (the benchmark's ceiling).
 #[derive(Debug, Parser)]
@@ -66,7 +63,8 @@ fn main() -> anyhow::Result<()> {
     let mut addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let mut listeners = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let listener = reuseport_listener(addr).with_context(|| format!("listening on {addr}"))?;
+        let listener = ringsocket_bench::reuseport_listener(addr)
+            .with_context(|| format!("listening on {addr}"))?;
         // Port 0: the first bind picks the port, the others share it.
         addr = listener.local_addr()?;
         listeners.push(listener);
@@ -107,18 +105,6 @@ fn main() -> anyhow::Result<()> {
         let _ = thread.join();
     }
     Ok(())
-}
-
-/// A nonblocking `SO_REUSEPORT` listener, so every worker can have its own.
-fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    // monoio's from_std keeps the descriptor's mode, and the epoll driver needs nonblocking.
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
 }
 
 /// The CPUs this process may run on (`sched_getaffinity`, so `taskset` and cpusets count).
