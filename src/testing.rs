@@ -290,7 +290,7 @@ fn inject_core() -> (Rc<CoreState>, Clients) {
             let local = Rc::new(LocalCore::new(0, Arc::clone(&cluster)));
             set_current_core(Some(Rc::clone(&local)));
             InjectCore {
-                core: Rc::new(CoreState::new(0, local)),
+                core: Rc::new(CoreState::new(local)),
                 clients: Clients::new(cluster),
                 inbox: inboxes.remove(0),
                 draining: Rc::new(Cell::new(false)),

@@ -212,8 +212,7 @@ impl App {
     /// connections. Empty before either.
     pub fn clients(&self) -> Clients {
         let mut slot = self.inner.clients.lock().unwrap_or_else(|e| e.into_inner());
-        slot.get_or_insert_with(|| Clients::new(crate::cluster::Cluster::new(0).0))
-            .clone()
+        slot.get_or_insert_with(Clients::detached).clone()
     }
 
     /// A server starts serving this app with `clients`.

@@ -162,7 +162,7 @@ impl Request {
             .clients
             .borrow()
             .clone()
-            .unwrap_or_else(|| Clients::new(crate::cluster::Cluster::new(0).0))
+            .unwrap_or_else(Clients::detached)
     }
 
     pub(crate) fn set_clients(&self, clients: Clients) {

@@ -134,10 +134,7 @@ impl<T> Router<T> {
     /// A path that does not start with `/` (`*`, an absolute URI) matches nothing.
     pub(crate) fn find(&self, method: &Method, path: &str) -> Option<(&T, Params)> {
         let rest = path.strip_prefix('/')?;
-        let mut captures = Captures {
-            values: Vec::new(),
-            record: true,
-        };
+        let mut captures = Captures { values: Vec::new() };
         let index = self.root.walk(Some(rest), &mut captures, &|leaves: &[_]| {
             leaves.iter().find(|(m, _)| m == method).map(|&(_, i)| i)
         })?;
@@ -212,22 +209,15 @@ impl Node {
 /// The values a walk has captured so far, in pattern order.
 struct Captures<'p> {
     values: Vec<Cow<'p, str>>,
-    /// False when the caller only asks whether a route matches: nothing is allocated for
-    /// params then (a value is still decoded, to check it is UTF-8).
-    record: bool,
 }
 
 impl<'p> Captures<'p> {
     fn push(&mut self, value: Cow<'p, str>) {
-        if self.record {
-            self.values.push(value);
-        }
+        self.values.push(value);
     }
 
     fn pop(&mut self) {
-        if self.record {
-            self.values.pop();
-        }
+        self.values.pop();
     }
 }
 

@@ -201,6 +201,11 @@ impl Clients {
         Self { cluster }
     }
 
+    /// The clients of no server (zero cores): what an app or request not yet served sees.
+    pub(crate) fn detached() -> Self {
+        Self::new(Cluster::new(0).0)
+    }
+
     /// This cluster's core running on the current thread, if any.
     fn local(&self) -> Option<Rc<LocalCore>> {
         CURRENT.with(|c| {

@@ -40,7 +40,6 @@ pub(crate) struct WorkerContext {
 
 /// What one core knows about the connections it owns.
 pub(crate) struct CoreState {
-    pub(crate) index: usize,
     next_id: Cell<u64>,
     /// Upgraded connections and their topics; the cross-core view is built on it.
     pub(crate) local: Rc<LocalCore>,
@@ -55,9 +54,8 @@ pub(crate) struct CoreState {
 }
 
 impl CoreState {
-    pub(crate) fn new(index: usize, local: Rc<LocalCore>) -> Self {
+    pub(crate) fn new(local: Rc<LocalCore>) -> Self {
         Self {
-            index,
             next_id: Cell::new(0),
             local,
             handshaking: RefCell::new(HashMap::new()),
@@ -72,7 +70,7 @@ impl CoreState {
     fn next_id(&self) -> ClientId {
         let n = self.next_id.get();
         self.next_id.set(n + 1);
-        ClientId::new(self.index, n)
+        ClientId::new(self.local.index(), n)
     }
 
     /// Counts a connection task for as long as the guard lives.
@@ -168,7 +166,7 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
     };
     let local = Rc::new(LocalCore::new(ctx.index, Arc::clone(&ctx.cluster)));
     set_current_core(Some(Rc::clone(&local)));
-    let core = Rc::new(CoreState::new(ctx.index, Rc::clone(&local)));
+    let core = Rc::new(CoreState::new(Rc::clone(&local)));
     let inbox = monoio::spawn(drain_inbox(ctx.inbox.clone(), Rc::clone(&local)));
     let _ = ctx.ready.send(Ok(driver));
     tracing::debug!(worker = ctx.index, "accepting");
@@ -356,7 +354,7 @@ async fn drain(core: &Rc<CoreState>, app: &App, config: &ServerConfig) {
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pre_close(&clients)));
             if outcome.is_err() {
-                tracing::error!(worker = core.index, "pre_close panicked");
+                tracing::error!(worker = core.local.index(), "pre_close panicked");
             }
         }
         None => {
@@ -380,7 +378,7 @@ async fn drain(core: &Rc<CoreState>, app: &App, config: &ServerConfig) {
     .await;
     if drained.is_err() {
         tracing::warn!(
-            worker = core.index,
+            worker = core.local.index(),
             "drain timeout: terminating remaining connections"
         );
         for shared in core.local.all_shared() {

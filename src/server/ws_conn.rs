@@ -7,7 +7,6 @@ use std::{
     future::poll_fn,
     os::fd::RawFd,
     rc::{Rc, Weak},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -81,10 +80,12 @@ pub(crate) async fn run<S: Conn>(
 
     let on_protocol_error = error_handler.clone().map(|handler| ProtocolErrorReport {
         handler,
-        req: req.clone(),
-        id: guard.id,
-        protocol: protocol.clone(),
-        local: Rc::clone(&core.local),
+        info: ConnInfo {
+            req: req.clone(),
+            protocol: protocol.clone(),
+            id: guard.id,
+            local: Rc::clone(&core.local),
+        },
     });
     let (reader, writer) = stream.into_split();
     let writer = monoio::spawn(CatchUnwind::new(write_loop(writer, fd, Rc::clone(&shared))));
@@ -139,6 +140,20 @@ struct ConnInfo {
     local: Rc<LocalCore>,
 }
 
+impl ConnInfo {
+    /// A new handle on the connection for an error handler, and the request it is given.
+    fn into_socket(self, shared: &SharedRef) -> (WebSocket, Request) {
+        let ws = WebSocket::new(
+            Rc::clone(shared),
+            self.id,
+            self.req.peer_addr(),
+            self.protocol,
+            self.local,
+        );
+        (ws, self.req)
+    }
+}
+
 fn spawn_handler(
     handler: WsHandlerFn,
     error_handler: Option<crate::ws::options::WsErrorHandlerFn>,
@@ -146,19 +161,11 @@ fn spawn_handler(
     info: ConnInfo,
     shared: SharedRef,
 ) {
-    let ConnInfo {
-        req,
-        protocol,
-        id,
-        local,
-    } = info;
     // Only a custom error handler needs the request after the handler started; otherwise keep
     // just the path for the log line, not the whole head, for the connection's lifetime.
-    let path: Box<str> = req.path().into();
-    let kept = match &error_handler {
-        Some(error_handler) => Some((Arc::clone(error_handler), req.clone(), protocol, local)),
-        None => None,
-    };
+    let path: Box<str> = info.req.path().into();
+    let req = info.req.clone();
+    let kept = error_handler.map(|error_handler| (error_handler, info));
     let future = handler(ws, req);
     monoio::spawn(async move {
         // Runs before the handler's first poll; the reader, on this same core, only looks at
@@ -187,9 +194,8 @@ fn spawn_handler(
                     shared.handler_running = false;
                     shared.terminate();
                 }
-                Some((error_handler, req, protocol, local)) => {
-                    let ws =
-                        WebSocket::new(Rc::clone(&shared), id, req.peer_addr(), protocol, local);
+                Some((error_handler, info)) => {
+                    let (ws, req) = info.into_socket(&shared);
                     let handled = CatchUnwind::new(error_handler(err, ws, req)).await;
                     if let Err(payload) = handled {
                         tracing::error!(
@@ -216,10 +222,7 @@ fn spawn_handler(
 /// `@fastify/websocket` routes a socket's `'error'` to its `errorHandler`).
 struct ProtocolErrorReport {
     handler: crate::ws::options::WsErrorHandlerFn,
-    req: Request,
-    id: ClientId,
-    protocol: Option<String>,
-    local: Rc<LocalCore>,
+    info: ConnInfo,
 }
 
 fn is_reported_protocol_error(err: &crate::BoxError, shared: &SharedRef) -> bool {
@@ -272,15 +275,8 @@ async fn read_loop<S: Conn>(
                         shared.borrow_mut().protocol_error_reported = true;
                         // The close frame with the RFC code is already queued; the handler
                         // hears about it and may log or send nothing more.
-                        let ws = WebSocket::new(
-                            Rc::clone(shared),
-                            report.id,
-                            report.req.peer_addr(),
-                            report.protocol,
-                            report.local,
-                        );
-                        let fut =
-                            (report.handler)(Box::new(crate::Error::Protocol(e)), ws, report.req);
+                        let (ws, req) = report.info.into_socket(shared);
+                        let fut = (report.handler)(Box::new(crate::Error::Protocol(e)), ws, req);
                         monoio::spawn(async move {
                             if let Err(payload) = CatchUnwind::new(fut).await {
                                 tracing::error!(
