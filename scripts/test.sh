@@ -27,6 +27,9 @@ fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo --version
 
+step "system packages (scripts/setup.sh)"
+scripts/setup.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
