@@ -1,6 +1,7 @@
 'use strict';
 // fastify + @fastify/websocket echo peer: every message on `/` comes back unchanged (text
-// as text, binary as binary), up to 16 MiB, permessage-deflate off.
+// as text, binary as binary), up to 16 MiB, permessage-deflate off; every message on
+// `/fanout` goes to every other connection on `/fanout`.
 //
 //   node fastify-echo.js --port 9001
 //
@@ -36,6 +37,16 @@ async function main() {
   });
   fastify.get('/', { websocket: true }, (socket) => {
     socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));
+  });
+  // Fan-out through the plugin's client tracking (fastify.websocketServer.clients).
+  const fanout = new WeakSet();
+  fastify.get('/fanout', { websocket: true }, (socket) => {
+    fanout.add(socket);
+    socket.on('message', (data, isBinary) => {
+      for (const client of fastify.websocketServer.clients) {
+        if (client !== socket && fanout.has(client) && client.readyState === 1) client.send(data, { binary: isBinary });
+      }
+    });
   });
   await fastify.listen({ host: '127.0.0.1', port });
   console.log(`listening on 127.0.0.1:${fastify.server.address().port}`);

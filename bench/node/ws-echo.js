@@ -1,6 +1,7 @@
 'use strict';
 // ws echo peer: every message on any path comes back unchanged (text as text, binary as
-// binary), up to 16 MiB, permessage-deflate off.
+// binary), up to 16 MiB, permessage-deflate off; every message on `/fanout` goes to every
+// other connection on `/fanout`.
 //
 //   node ws-echo.js --port 9001
 //
@@ -9,7 +10,7 @@
 // installed (it is in package.json, as ws's README recommends).
 
 const { parseArgs } = require('node:util');
-const { WebSocketServer } = require('ws');
+const { WebSocket, WebSocketServer } = require('ws');
 
 // Explicit, so they work even where the parent left SIGINT ignored (a shell's `&`).
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(0));
@@ -37,9 +38,22 @@ const wss = new WebSocketServer({
   maxPayload: 16 << 20,
 });
 
-wss.on('connection', (ws) => {
+// Connections on /fanout: each message goes to every other one (ws's broadcast recipe).
+const fanout = new Set();
+
+wss.on('connection', (ws, req) => {
   // A peer's protocol error closes its connection; nothing to log in a benchmark.
   ws.on('error', () => {});
+  if (req.url === '/fanout') {
+    fanout.add(ws);
+    ws.on('close', () => fanout.delete(ws));
+    ws.on('message', (data, isBinary) => {
+      for (const client of fanout) {
+        if (client !== ws && client.readyState === WebSocket.OPEN) client.send(data, { binary: isBinary });
+      }
+    });
+    return;
+  }
   ws.on('message', (data, isBinary) => {
     ws.send(data, { binary: isBinary });
   });

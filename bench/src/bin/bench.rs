@@ -39,6 +39,15 @@ struct ServerDef {
     kind: Kind,
     /// Echoes raw bytes (the masked frames come back verbatim).
     raw: bool,
+    /// Has a `/fanout` route (every message to every other connection on it).
+    fanout: bool,
+}
+
+impl ServerDef {
+    /// Whether this server takes part in `scenario` (fan-out needs a `/fanout` route).
+    fn serves(&self, scenario: &Scenario) -> bool {
+        scenario.mode != ScenarioMode::Broadcast || self.fanout
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,36 +64,42 @@ const SERVERS: &[ServerDef] = &[
         what: "ringsocket (monoio, io_uring)",
         kind: Kind::Bin,
         raw: false,
+        fanout: true,
     },
     ServerDef {
         name: "raw-echo",
         what: "raw TCP echo on monoio after a real 101 (the ceiling: no WebSocket work)",
         kind: Kind::Bin,
         raw: true,
+        fanout: false,
     },
     ServerDef {
         name: "fws-echo",
         what: "fastwebsockets (tokio current_thread)",
         kind: Kind::Bin,
         raw: false,
+        fanout: false,
     },
     ServerDef {
         name: "tungstenite-echo",
         what: "tokio-tungstenite",
         kind: Kind::Bin,
         raw: false,
+        fanout: true,
     },
     ServerDef {
         name: "node-ws",
         what: "Node ws",
         kind: Kind::Node("ws-echo.js"),
         raw: false,
+        fanout: true,
     },
     ServerDef {
         name: "node-fastify",
         what: "Node fastify + @fastify/websocket",
         kind: Kind::Node("fastify-echo.js"),
         raw: false,
+        fanout: true,
     },
 ];
 
@@ -95,6 +110,7 @@ enum ScenarioMode {
     Echo,
     Idle,
     Connect,
+    Broadcast,
 }
 
 impl ScenarioMode {
@@ -103,6 +119,7 @@ impl ScenarioMode {
             ScenarioMode::Echo => "echo",
             ScenarioMode::Idle => "idle",
             ScenarioMode::Connect => "connect",
+            ScenarioMode::Broadcast => "broadcast",
         }
     }
 }
@@ -114,6 +131,8 @@ struct Scenario {
     mode: ScenarioMode,
     connections: usize,
     size: usize,
+    /// Server workers (threads, each with its own runtime where the server has that shape).
+    workers: usize,
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -123,6 +142,7 @@ const SCENARIOS: &[Scenario] = &[
         mode: ScenarioMode::Echo,
         connections: 100,
         size: 20,
+        workers: 1,
     },
     Scenario {
         id: "echo-10x16k",
@@ -130,6 +150,7 @@ const SCENARIOS: &[Scenario] = &[
         mode: ScenarioMode::Echo,
         connections: 10,
         size: 16 * 1024,
+        workers: 1,
     },
     Scenario {
         id: "echo-500x16k",
@@ -137,6 +158,7 @@ const SCENARIOS: &[Scenario] = &[
         mode: ScenarioMode::Echo,
         connections: 500,
         size: 16 * 1024,
+        workers: 1,
     },
     Scenario {
         id: "echo-1000x1k",
@@ -144,6 +166,7 @@ const SCENARIOS: &[Scenario] = &[
         mode: ScenarioMode::Echo,
         connections: 1000,
         size: 1024,
+        workers: 1,
     },
     Scenario {
         id: "idle-10k",
@@ -151,6 +174,7 @@ const SCENARIOS: &[Scenario] = &[
         mode: ScenarioMode::Idle,
         connections: 10_000,
         size: 0,
+        workers: 1,
     },
     Scenario {
         id: "connect-50",
@@ -158,6 +182,7 @@ const SCENARIOS: &[Scenario] = &[
         mode: ScenarioMode::Connect,
         connections: 50,
         size: 20,
+        workers: 1,
     },
     Scenario {
         id: "idle-1k",
@@ -165,6 +190,15 @@ const SCENARIOS: &[Scenario] = &[
         mode: ScenarioMode::Idle,
         connections: 1_000,
         size: 0,
+        workers: 1,
+    },
+    Scenario {
+        id: "broadcast-1000x20",
+        title: "broadcast, 1 publisher to 1000 subscribers x 20 B, 2 server workers",
+        mode: ScenarioMode::Broadcast,
+        connections: 1000,
+        size: 20,
+        workers: 2,
     },
 ];
 
@@ -175,8 +209,9 @@ const FULL_SCENARIOS: &[&str] = &[
     "echo-1000x1k",
     "idle-10k",
     "connect-50",
+    "broadcast-1000x20",
 ];
-const QUICK_SCENARIOS: &[&str] = &["echo-100x20", "echo-10x16k", "idle-1k"];
+const QUICK_SCENARIOS: &[&str] = &["echo-100x20", "echo-10x16k", "idle-1k", "broadcast-1000x20"];
 
 /// The scenario ringsocket's ratios are computed against.
 const OURS: &str = "rs-echo";
@@ -193,8 +228,9 @@ const QUIET_PCT: f64 = 15.0;
     about = "Runs ringsocket's echo benchmark against its peers and writes the report"
 )]
 struct Args {
-    /// Smoke run: 1 round, 1 s warm-up + 2 s counted, echo-100x20, echo-10x16k and idle-1k
-    /// against rs-echo, raw-echo and fws-echo; writes to a temp dir unless --out is given.
+    /// Smoke run: 1 round, 1 s warm-up + 2 s counted, echo-100x20, echo-10x16k, idle-1k and
+    /// broadcast-1000x20 against rs-echo, raw-echo and fws-echo (where they take part);
+    /// writes to a temp dir unless --out is given.
     #[arg(long)]
     quick: bool,
     /// Rounds (every server once per round, order rotated); the report shows medians.
@@ -271,7 +307,6 @@ struct Config {
     scenarios: Vec<String>,
     server_cpu: usize,
     loadgen_cpu: usize,
-    server_workers: usize,
     retries: usize,
     quiet_wait_s: f64,
     loadgen_driver: String,
@@ -444,7 +479,6 @@ fn run(args: Args) -> Result<i32> {
         )?,
         server_cpu: args.server_cpu,
         loadgen_cpu: args.loadgen_cpu,
-        server_workers: 1,
         retries: args.retries.unwrap_or(if quick { 0 } else { 1 }),
         quiet_wait_s: args.quiet_wait.unwrap_or(if quick { 1.0 } else { 10.0 }),
         loadgen_driver: args.loadgen_driver.clone(),
@@ -591,7 +625,8 @@ fn run(args: Args) -> Result<i32> {
         }),
     };
 
-    let total = scenarios.len() * config.rounds * servers.len();
+    let runs_in = |sc: &Scenario| servers.iter().filter(|s| s.serves(sc)).count();
+    let total: usize = scenarios.iter().map(|sc| runs_in(sc) * config.rounds).sum();
     eprintln!(
         "bench: {} scenarios x {} servers x {} rounds = {total} runs (warm-up {} s, counted {} s); server on CPU {}, loadgen on CPU {}",
         scenarios.len(),
@@ -605,9 +640,10 @@ fn run(args: Args) -> Result<i32> {
     let started = Instant::now();
     let mut runs = Vec::with_capacity(total);
     for scenario in &scenarios {
+        let servers: Vec<&ServerDef> = servers.iter().filter(|s| s.serves(scenario)).collect();
         for round in 0..config.rounds {
             for slot in 0..servers.len() {
-                let server = &servers[(slot + round) % servers.len()];
+                let server = servers[(slot + round) % servers.len()];
                 let mut attempt = 0;
                 let record = loop {
                     attempt += 1;
@@ -938,7 +974,7 @@ fn run_one(
             server,
             port,
             config.server_cpu,
-            config.server_workers,
+            scenario.workers,
             bin_dir,
             root,
         )
@@ -1004,6 +1040,9 @@ fn run_loadgen(
         .args(["--json", "--no-progress"]);
     if server.raw {
         cmd.arg("--raw");
+    }
+    if scenario.mode == ScenarioMode::Broadcast {
+        cmd.args(["--path", "/fanout"]);
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -1114,6 +1153,7 @@ fn summarize(runs: &[RunRecord], scenarios: &[Scenario], servers: &[ServerDef]) 
     for sc in scenarios {
         let mut rows: Vec<Summary> = servers
             .iter()
+            .filter(|sv| sv.serves(sc))
             .map(|sv| {
                 let mine: Vec<&RunRecord> = runs
                     .iter()
@@ -1249,7 +1289,8 @@ fn markdown(
         w,
         "Echo servers driven by `loadgen`, a closed-loop WebSocket client after uWebSockets' \
          `load_test` (every connection keeps exactly one masked binary message in flight), on one \
-         io_uring thread. Server pinned to CPU {} with `--workers 1` (Node: the node process), \
+         io_uring thread. Server pinned to CPU {} with `--workers 1` unless the scenario says \
+         otherwise (Node: the node process), \
          loadgen pinned to CPU {}; servers interleaved run by run (order rotated each round); \
          {} round(s), {} s warm-up + {} s counted per run; **medians** over the rounds. Loadgen \
          driver: monoio {}. Server CPU time (utime + stime of every thread, /proc/PID/stat) is sampled at the exact start and \
@@ -1350,11 +1391,27 @@ fn markdown(
                 }
             }
             mode => {
-                let unit = if mode == ScenarioMode::Connect {
-                    "cycles"
-                } else {
-                    "msgs"
+                let unit = match mode {
+                    ScenarioMode::Connect => "cycles",
+                    ScenarioMode::Broadcast => "deliveries",
+                    _ => "msgs",
                 };
+                if mode == ScenarioMode::Broadcast {
+                    let _ = writeln!(
+                        w,
+                        "One publisher and {} subscribers on `/fanout`, which sends every message \
+                         to every other connection on it (ringsocket: a topic and `ws.publish`; \
+                         ws and fastify: their client set; tokio-tungstenite: a \
+                         `tokio::sync::broadcast` channel). The publisher keeps 16 messages of {} \
+                         B in flight; every subscriber checks it gets each one exactly once and \
+                         in order. Counted: deliveries; latency: publish to the last \
+                         subscriber's receipt. The server runs {} workers (Node: one process), \
+                         all on its one CPU, so cross-core delivery is part of the cost. \
+                         raw-echo and fastwebsockets have no fan-out of their own and sit this \
+                         one out.\n",
+                        sc.connections, sc.size, sc.workers
+                    );
+                }
                 if mode == ScenarioMode::Connect {
                     let _ = writeln!(
                         w,
@@ -1503,11 +1560,6 @@ fn markdown(
             killed.join("; ")
         );
     }
-    let _ = writeln!(
-        w,
-        "- Pending: the broadcast (fan-out) scenario needs the clients issue; `loadgen --mode \
-         broadcast` is a stub."
-    );
     let _ = writeln!(
         w,
         "- Raw per-run numbers: `latest.json`; chart of msgs per server CPU-second: `latest.svg`."

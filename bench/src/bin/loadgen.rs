@@ -12,7 +12,15 @@
 //! loadgen --port 9001 --connections 100 --size 20 --warmup 2 --duration 10
 //! loadgen --port 9001 --mode idle --connections 10000 --hold 5 --server-pid 1234 --json
 //! loadgen --port 9001 --mode connect --connections 50 --duration 5
+//! loadgen --port 9001 --mode broadcast --path /fanout --connections 1000 --size 20
 //! ```
+//!
+//! Broadcast (fan-out): `--connections` subscribers and one publisher connect to a route that
+//! forwards every message to every other connection on it. The publisher keeps `--window`
+//! messages in flight: it sends the next one when every subscriber has received an earlier
+//! one. Each subscriber checks that it gets every message exactly once and in order; the
+//! counted figure is deliveries (messages received by subscribers), and the latency is from
+//! the publish to the last subscriber's receipt.
 //!
 //! With `--server-pid` it samples the server's CPU time (`/proc/PID/stat`) at the start and end
 //! of the counted window and its RSS (`/proc/PID/status`); its own CPU time comes from
@@ -61,7 +69,7 @@ enum Mode {
     Idle,
     /// Full connect + upgrade + one echo + close cycles per second.
     Connect,
-    /// One-to-many fan-out (not implemented yet).
+    /// One publisher, `--connections` subscribers: deliveries per second.
     Broadcast,
 }
 
@@ -147,6 +155,9 @@ struct Args {
     /// io_uring submission queue entries.
     #[arg(long, default_value_t = 4096)]
     entries: u32,
+    /// Broadcast mode: messages the publisher keeps in flight (a power of two).
+    #[arg(long, default_value_t = 16)]
+    window: usize,
 }
 
 fn main() {
@@ -172,7 +183,15 @@ fn main() {
 
 fn run(args: &Args) -> Result<LoadgenReport> {
     if args.mode == Mode::Broadcast {
-        bail!("broadcast mode needs the clients issue (not implemented yet)");
+        if !args.window.is_power_of_two() {
+            bail!("--window must be a power of two");
+        }
+        if args.size < 8 {
+            bail!("broadcast mode needs --size of at least 8 (the sequence number)");
+        }
+        if args.raw {
+            bail!("broadcast mode needs a WebSocket server, not a raw echo");
+        }
     }
     if args.connections == 0 {
         bail!("--connections must be at least 1");
@@ -453,7 +472,48 @@ async fn async_main(args: &Args, addr: SocketAddr) -> Result<LoadgenReport> {
             report.open = alive;
             return Ok(finish(report, &shared));
         }
-        Mode::Broadcast => unreachable!("rejected above"),
+        Mode::Broadcast => {
+            let fan = Rc::new(Fan::new(args.window, conns.len()));
+            let publisher = match monoio::time::timeout(
+                Duration::from_secs_f64(args.ramp_timeout.clamp(1.0, 10.0)),
+                open_ws(&work),
+            )
+            .await
+            {
+                Ok(Ok((stream, _))) => stream,
+                Ok(Err(e)) => bail!("opening the publisher: {e}"),
+                Err(_) => bail!("opening the publisher timed out"),
+            };
+            for ((stream, rbuf), state) in conns.into_iter().zip(&states) {
+                monoio::spawn(subscriber_loop(
+                    stream,
+                    rbuf,
+                    shared.clone(),
+                    work.clone(),
+                    fan.clone(),
+                    state.clone(),
+                ));
+            }
+            let sync_limit = Instant::now() + Duration::from_secs_f64(args.ramp_timeout);
+            monoio::spawn(publisher_loop(
+                publisher,
+                shared.clone(),
+                work.clone(),
+                fan.clone(),
+                sync_limit,
+            ));
+            // Every subscriber must be known to the server before anything is timed.
+            while fan.synced.get() < fan.subscribers && shared.errors.get() == 0 {
+                if Instant::now() > sync_limit {
+                    bail!(
+                        "only {} of {} subscribers received the publisher's sync message",
+                        fan.synced.get(),
+                        fan.subscribers
+                    );
+                }
+                monoio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
 
     // Echo and connect: warm-up, then the counted window.
@@ -742,6 +802,232 @@ async fn idle_watch(
         Err(e) => e,
     });
     drop(stream);
+}
+
+/// Broadcast mode's shared state: which messages every subscriber has received.
+struct Fan {
+    subscribers: usize,
+    /// `window - 1`: ring index mask.
+    mask: u64,
+    /// Subscribers that have received message `seq`, at `seq & mask`.
+    counts: RefCell<Vec<usize>>,
+    /// When message `seq` was sent, at `seq & mask`.
+    sent_at: RefCell<Vec<Instant>>,
+    /// Highest sequence number sent (they start at 1; 0 is the sync message).
+    sent: Cell<u64>,
+    /// Highest sequence number every subscriber has received.
+    complete: Cell<u64>,
+    /// Subscribers that have seen a sync message.
+    synced: Cell<usize>,
+    /// The publisher, waiting for room in the window.
+    waiting: RefCell<Option<std::task::Waker>>,
+}
+
+impl Fan {
+    fn new(window: usize, subscribers: usize) -> Self {
+        Fan {
+            subscribers,
+            mask: window as u64 - 1,
+            counts: RefCell::new(vec![0; window]),
+            sent_at: RefCell::new(vec![Instant::now(); window]),
+            sent: Cell::new(0),
+            complete: Cell::new(0),
+            synced: Cell::new(0),
+            waiting: RefCell::new(None),
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = self.waiting.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once `ready()` holds (re-checked each time a subscriber wakes the publisher).
+    async fn wait(&self, ready: impl Fn(&Fan) -> bool) {
+        std::future::poll_fn(|cx| {
+            if ready(self) {
+                std::task::Poll::Ready(())
+            } else {
+                *self.waiting.borrow_mut() = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Broadcast mode's publisher: sync messages until every subscriber has one, then numbered
+/// messages, `--window` of them in flight.
+async fn publisher_loop(
+    mut stream: TcpStream,
+    shared: Rc<Shared>,
+    work: Rc<Work>,
+    fan: Rc<Fan>,
+    sync_limit: Instant,
+) {
+    let mut frame = work.frame.to_vec();
+    let seq_at = frame.len() - work.payload.len();
+    let stamp = |frame: &mut Vec<u8>, seq: u64| {
+        for (i, b) in seq.to_be_bytes().into_iter().enumerate() {
+            frame[seq_at + i] = b ^ MASK[i & 3];
+        }
+        std::mem::take(frame)
+    };
+    while fan.synced.get() < fan.subscribers {
+        if Instant::now() > sync_limit || shared.phase.get() == Phase::Done {
+            return;
+        }
+        let (res, buf) = stream.write_all(stamp(&mut frame, 0)).await;
+        frame = buf;
+        if let Err(e) = res {
+            shared.error(format!("publisher write: {e}"));
+            return;
+        }
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let window = fan.mask + 1;
+    while shared.phase.get() != Phase::Done {
+        fan.wait(|f| f.sent.get() - f.complete.get() < window || shared.phase.get() == Phase::Done)
+            .await;
+        if shared.phase.get() == Phase::Done {
+            return;
+        }
+        let seq = fan.sent.get() + 1;
+        fan.sent_at.borrow_mut()[(seq & fan.mask) as usize] = Instant::now();
+        fan.sent.set(seq);
+        let (res, buf) = stream.write_all(stamp(&mut frame, seq)).await;
+        frame = buf;
+        if let Err(e) = res {
+            shared.error(format!("publisher write: {e}"));
+            return;
+        }
+    }
+}
+
+/// Broadcast mode's subscriber: every numbered message exactly once, in order.
+async fn subscriber_loop(
+    mut stream: TcpStream,
+    mut rbuf: Vec<u8>,
+    shared: Rc<Shared>,
+    work: Rc<Work>,
+    fan: Rc<Fan>,
+    state: Rc<ConnState>,
+) {
+    let mut synced = false;
+    let mut last = 0u64;
+    while shared.phase.get() != Phase::Done {
+        let verify = state.done.get() & (VERIFY_EVERY - 1) == 0;
+        let mut seq = 0;
+        let res = read_until(&mut stream, &mut rbuf, false, |b| {
+            let (used, s) = match parse_message_with_seq(b, work.payload, verify)? {
+                Some(x) => x,
+                None => return Ok(None),
+            };
+            seq = s;
+            Ok(Some(used))
+        })
+        .await;
+        match res {
+            Ok(used) => consume(&mut rbuf, used),
+            Err(e) => {
+                if shared.phase.get() != Phase::Done {
+                    state.failed.set(true);
+                    shared.error(e);
+                    fan.wake();
+                }
+                return;
+            }
+        }
+        if seq == 0 {
+            if !synced {
+                synced = true;
+                fan.synced.set(fan.synced.get() + 1);
+            }
+            continue;
+        }
+        if seq != last + 1 {
+            state.failed.set(true);
+            shared.error(format!(
+                "subscriber got message {seq} after {last} (lost, duplicated or reordered)"
+            ));
+            fan.wake();
+            return;
+        }
+        last = seq;
+        state.done.set(state.done.get() + 1);
+        if verify {
+            shared.verified.set(shared.verified.get() + 1);
+        }
+        shared.all.set(shared.all.get() + 1);
+        if shared.phase.get() == Phase::Measure {
+            shared.measured.set(shared.measured.get() + 1);
+        }
+        let slot = (seq & fan.mask) as usize;
+        let mut counts = fan.counts.borrow_mut();
+        counts[slot] += 1;
+        if counts[slot] == fan.subscribers {
+            counts[slot] = 0;
+            fan.complete.set(seq);
+            if shared.phase.get() == Phase::Measure {
+                let elapsed = fan.sent_at.borrow()[slot].elapsed();
+                shared
+                    .hist
+                    .borrow_mut()
+                    .saturating_record(elapsed.as_nanos() as u64);
+            }
+            drop(counts);
+            fan.wake();
+        }
+    }
+}
+
+/// Parses one unfragmented binary message whose payload is `expected` with its first 8
+/// bytes replaced by a big-endian sequence number; returns the bytes it spans and that number.
+/// Pings and pongs before it are skipped.
+fn parse_message_with_seq(
+    buf: &[u8],
+    expected: &[u8],
+    verify: bool,
+) -> Result<Option<(usize, u64)>, String> {
+    let mut off = 0;
+    loop {
+        let Some(h) = parse_header(&buf[off..])? else {
+            return Ok(None);
+        };
+        if h.masked {
+            return Err("server sent a masked frame".into());
+        }
+        let end = off + h.header_len + h.payload_len;
+        match h.opcode {
+            OP_PING | OP_PONG if h.fin && h.payload_len <= 125 => {}
+            OP_BINARY if h.fin => {
+                if h.payload_len != expected.len() {
+                    return Err(format!(
+                        "message carries {} bytes, {} were published",
+                        h.payload_len,
+                        expected.len()
+                    ));
+                }
+                if buf.len() < end {
+                    return Ok(None);
+                }
+                let payload = &buf[off + h.header_len..end];
+                if verify && payload[8..] != expected[8..] {
+                    return Err("delivered payload differs from what was published".into());
+                }
+                let mut be = [0u8; 8];
+                be.copy_from_slice(&payload[..8]);
+                return Ok(Some((end, u64::from_be_bytes(be))));
+            }
+            OP_CLOSE => return Err("server closed a subscriber".into()),
+            op => return Err(format!("unexpected frame (opcode {op:#x}, fin {})", h.fin)),
+        }
+        if buf.len() < end {
+            return Ok(None);
+        }
+        off = end;
+    }
 }
 
 /// Reads into `rbuf` until `parse` finds a complete unit, returning how many bytes it used.
@@ -1067,10 +1353,10 @@ fn print_human(r: &LoadgenReport) {
             }
         }
         mode => {
-            let unit = if mode == "connect" {
-                "connect-upgrade-echo-close cycles"
-            } else {
-                "messages"
+            let unit = match mode {
+                "connect" => "connect-upgrade-echo-close cycles",
+                "broadcast" => "deliveries",
+                _ => "messages",
             };
             println!(
                 "{mode}{raw}: {} connections ({} open, ramp {:.2} s), {} B payload, {:.1} s warm-up",

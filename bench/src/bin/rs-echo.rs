@@ -1,5 +1,6 @@
 //! ringsocket echo peer: every message on `/` comes back unchanged (text as text, binary as
-//! binary), up to 16 MiB, no compression.
+//! binary), up to 16 MiB, no compression; every message on `/fanout` goes to every other
+//! connection on `/fanout` (a topic, `ws.publish`).
 //!
 //! ```text
 //! rs-echo --port 9001 --workers 2
@@ -22,6 +23,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Largest message echoed, in bytes.
 const MAX_MESSAGE: usize = 16 << 20;
+/// The topic of the `/fanout` route.
+const FANOUT: &str = "fanout";
 
 /// ringsocket echo server for the benchmark.
 #[derive(Debug, Parser)]
@@ -49,6 +52,15 @@ fn main() -> anyhow::Result<()> {
         .ws("/", |mut ws, _req| async move {
             while let Some(Ok(message)) = ws.recv().await {
                 if message.is_close() || ws.send(message).await.is_err() {
+                    break;
+                }
+            }
+        })
+        // Fan-out: every message goes to every other connection on this route, on any core.
+        .ws("/fanout", |mut ws, _req| async move {
+            ws.subscribe(FANOUT);
+            while let Some(Ok(message)) = ws.recv().await {
+                if message.is_close() || ws.publish(FANOUT, message).is_err() {
                     break;
                 }
             }

@@ -1,5 +1,7 @@
 //! tokio-tungstenite echo peer: every message on any path comes back unchanged (text as
-//! text, binary as binary), up to 16 MiB, no compression (tungstenite has none).
+//! text, binary as binary), up to 16 MiB, no compression (tungstenite has none); every
+//! message on `/fanout` goes to every other connection on `/fanout` (a
+//! `tokio::sync::broadcast` channel, each connection split into a reader and a writer task).
 //!
 //! ```text
 //! tungstenite-echo --port 9001 --workers 2
@@ -17,13 +19,21 @@ use anyhow::Context;
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Largest message (and frame) echoed, in bytes.
 const MAX_MESSAGE: usize = 16 << 20;
+/// Messages a slow `/fanout` connection may fall behind before it loses some.
+const FANOUT_BACKLOG: usize = 1024;
+
+/// A `/fanout` message and the connection it came from (not sent back to it).
+type Fanned = (u64, Message);
 
 /// tokio-tungstenite echo server for the benchmark.
 #[derive(Debug, Parser)]
@@ -61,12 +71,17 @@ async fn serve(port: u16) -> anyhow::Result<()> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
+    let (fanout, _) = broadcast::channel::<Fanned>(FANOUT_BACKLOG);
+    let mut next_id = 0u64;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                let fanout = fanout.clone();
+                next_id += 1;
+                let id = next_id;
                 tokio::spawn(async move {
                     // A peer hanging up mid-way is the normal end of a benchmark connection.
-                    let _ = echo(stream, config).await;
+                    let _ = serve_one(stream, config, fanout, id).await;
                 });
             }
             Err(e) => {
@@ -78,18 +93,67 @@ async fn serve(port: u16) -> anyhow::Result<()> {
     }
 }
 
-async fn echo(
+// tungstenite's handshake callback returns its error response by value: its signature, not ours.
+#[allow(clippy::result_large_err)]
+async fn serve_one(
     stream: TcpStream,
     config: WebSocketConfig,
+    fanout: broadcast::Sender<Fanned>,
+    id: u64,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     stream.set_nodelay(true)?;
-    let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await?;
+    let mut path = String::new();
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        |req: &Request, res: Response| {
+            path = req.uri().path().to_owned();
+            Ok(res)
+        },
+        Some(config),
+    )
+    .await?;
+    if path == "/fanout" {
+        return fan_out(ws, fanout, id).await;
+    }
+    let mut ws = ws;
     while let Some(msg) = ws.next().await {
         let msg = msg?;
         if msg.is_text() || msg.is_binary() {
             ws.send(msg).await?;
         }
     }
+    Ok(())
+}
+
+/// Sends every message read to the channel, and everything on the channel but its own
+/// messages to the peer.
+async fn fan_out(
+    ws: tokio_tungstenite::WebSocketStream<TcpStream>,
+    fanout: broadcast::Sender<Fanned>,
+    id: u64,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let (mut sink, mut stream) = ws.split();
+    let mut inbox = fanout.subscribe();
+    let writer = tokio::spawn(async move {
+        loop {
+            match inbox.recv().await {
+                Ok((from, msg)) if from != id => {
+                    if sink.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    while let Some(msg) = stream.next().await {
+        let msg = msg?;
+        if msg.is_text() || msg.is_binary() {
+            let _ = fanout.send((id, msg));
+        }
+    }
+    writer.abort();
     Ok(())
 }
 
