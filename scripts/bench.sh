@@ -12,7 +12,7 @@ usage() {
   cat <<'EOF'
 Usage: scripts/bench.sh [--quick] [runner options]
 
-  (no option)   full benchmark: 6 servers x 7 scenarios x 3 rounds, about 15 minutes on a
+  (no option)   full benchmark: 6 servers x 10 scenarios x 3 rounds, about 20 minutes on a
                 quiet machine (runs disturbed by other processes are repeated once, so up
                 to about 25 on a busy one); report in bench/results/latest.{md,svg,json}
   --quick       smoke run (about a minute after the build): rs-echo, raw-echo and fws-echo;

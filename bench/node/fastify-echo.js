@@ -1,6 +1,6 @@
 'use strict';
 // fastify + @fastify/websocket echo peer: every message on `/` comes back unchanged (text
-// as text, binary as binary), up to 16 MiB, permessage-deflate off; every message on
+// as text, binary as binary), up to 16 MiB, permessage-deflate off unless --deflate (then ws's defaults); every message on
 // `/fanout` goes to every other connection on `/fanout`.
 //
 //   node fastify-echo.js --port 9001
@@ -15,13 +15,13 @@ const Fastify = require('fastify');
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(0));
 
 function usage(problem) {
-  console.error(`fastify-echo: ${problem}\nusage: node fastify-echo.js --port P`);
+  console.error(`fastify-echo: ${problem}\nusage: node fastify-echo.js --port P [--deflate]`);
   process.exit(2);
 }
 
 let values;
 try {
-  ({ values } = parseArgs({ options: { port: { type: 'string' } }, strict: true }));
+  ({ values } = parseArgs({ options: { port: { type: 'string' }, deflate: { type: 'boolean' } }, strict: true }));
 } catch (err) {
   usage(err.message);
 }
@@ -33,7 +33,7 @@ if (values.port === undefined || values.port === '' || !Number.isInteger(port) |
 async function main() {
   const fastify = Fastify({ logger: false });
   await fastify.register(require('@fastify/websocket'), {
-    options: { maxPayload: 16 << 20, perMessageDeflate: false },
+    options: { maxPayload: 16 << 20, perMessageDeflate: values.deflate === true },
   });
   fastify.get('/', { websocket: true }, (socket) => {
     socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));

@@ -1,6 +1,6 @@
 'use strict';
 // ws echo peer: every message on any path comes back unchanged (text as text, binary as
-// binary), up to 16 MiB, permessage-deflate off; every message on `/fanout` goes to every
+// binary), up to 16 MiB, permessage-deflate off unless --deflate (then ws's defaults); every message on `/fanout` goes to every
 // other connection on `/fanout`.
 //
 //   node ws-echo.js --port 9001
@@ -16,13 +16,13 @@ const { WebSocket, WebSocketServer } = require('ws');
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(0));
 
 function usage(problem) {
-  console.error(`ws-echo: ${problem}\nusage: node ws-echo.js --port P`);
+  console.error(`ws-echo: ${problem}\nusage: node ws-echo.js --port P [--deflate]`);
   process.exit(2);
 }
 
 let values;
 try {
-  ({ values } = parseArgs({ options: { port: { type: 'string' } }, strict: true }));
+  ({ values } = parseArgs({ options: { port: { type: 'string' }, deflate: { type: 'boolean' } }, strict: true }));
 } catch (err) {
   usage(err.message);
 }
@@ -34,7 +34,7 @@ if (values.port === undefined || values.port === '' || !Number.isInteger(port) |
 const wss = new WebSocketServer({
   host: '127.0.0.1',
   port,
-  perMessageDeflate: false,
+  perMessageDeflate: values.deflate === true,
   maxPayload: 16 << 20,
 });
 

@@ -41,12 +41,15 @@ struct ServerDef {
     raw: bool,
     /// Has a `/fanout` route (every message to every other connection on it).
     fanout: bool,
+    /// Takes `--deflate` (permessage-deflate).
+    deflate: bool,
 }
 
 impl ServerDef {
     /// Whether this server takes part in `scenario` (fan-out needs a `/fanout` route).
     fn serves(&self, scenario: &Scenario) -> bool {
-        scenario.mode != ScenarioMode::Broadcast || self.fanout
+        (scenario.mode != ScenarioMode::Broadcast || self.fanout)
+            && (scenario.deflate.is_none() || self.deflate)
     }
 }
 
@@ -65,6 +68,7 @@ const SERVERS: &[ServerDef] = &[
         kind: Kind::Bin,
         raw: false,
         fanout: true,
+        deflate: true,
     },
     ServerDef {
         name: "raw-echo",
@@ -72,6 +76,7 @@ const SERVERS: &[ServerDef] = &[
         kind: Kind::Bin,
         raw: true,
         fanout: false,
+        deflate: false,
     },
     ServerDef {
         name: "fws-echo",
@@ -79,6 +84,7 @@ const SERVERS: &[ServerDef] = &[
         kind: Kind::Bin,
         raw: false,
         fanout: false,
+        deflate: false,
     },
     ServerDef {
         name: "tungstenite-echo",
@@ -86,6 +92,7 @@ const SERVERS: &[ServerDef] = &[
         kind: Kind::Bin,
         raw: false,
         fanout: true,
+        deflate: false,
     },
     ServerDef {
         name: "node-ws",
@@ -93,6 +100,7 @@ const SERVERS: &[ServerDef] = &[
         kind: Kind::Node("ws-echo.js"),
         raw: false,
         fanout: true,
+        deflate: true,
     },
     ServerDef {
         name: "node-fastify",
@@ -100,6 +108,7 @@ const SERVERS: &[ServerDef] = &[
         kind: Kind::Node("fastify-echo.js"),
         raw: false,
         fanout: true,
+        deflate: true,
     },
 ];
 
@@ -133,6 +142,12 @@ struct Scenario {
     size: usize,
     /// Server workers (threads, each with its own runtime where the server has that shape).
     workers: usize,
+    /// permessage-deflate: ringsocket's memory mode (`shared` or `dedicated`, passed as
+    /// `rs-echo --deflate MODE`; Node servers get `--deflate`, ws's defaults); loadgen offers
+    /// it as browsers do.
+    deflate: Option<&'static str>,
+    /// Idle: one echo per connection before the hold.
+    prime: bool,
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -143,6 +158,8 @@ const SCENARIOS: &[Scenario] = &[
         connections: 100,
         size: 20,
         workers: 1,
+        deflate: None,
+        prime: false,
     },
     Scenario {
         id: "echo-10x16k",
@@ -151,6 +168,8 @@ const SCENARIOS: &[Scenario] = &[
         connections: 10,
         size: 16 * 1024,
         workers: 1,
+        deflate: None,
+        prime: false,
     },
     Scenario {
         id: "echo-500x16k",
@@ -159,6 +178,8 @@ const SCENARIOS: &[Scenario] = &[
         connections: 500,
         size: 16 * 1024,
         workers: 1,
+        deflate: None,
+        prime: false,
     },
     Scenario {
         id: "echo-1000x1k",
@@ -167,6 +188,8 @@ const SCENARIOS: &[Scenario] = &[
         connections: 1000,
         size: 1024,
         workers: 1,
+        deflate: None,
+        prime: false,
     },
     Scenario {
         id: "idle-10k",
@@ -175,6 +198,8 @@ const SCENARIOS: &[Scenario] = &[
         connections: 10_000,
         size: 0,
         workers: 1,
+        deflate: None,
+        prime: false,
     },
     Scenario {
         id: "connect-50",
@@ -183,6 +208,8 @@ const SCENARIOS: &[Scenario] = &[
         connections: 50,
         size: 20,
         workers: 1,
+        deflate: None,
+        prime: false,
     },
     Scenario {
         id: "idle-1k",
@@ -191,6 +218,8 @@ const SCENARIOS: &[Scenario] = &[
         connections: 1_000,
         size: 0,
         workers: 1,
+        deflate: None,
+        prime: false,
     },
     Scenario {
         id: "broadcast-1000x20",
@@ -199,6 +228,51 @@ const SCENARIOS: &[Scenario] = &[
         connections: 1000,
         size: 20,
         workers: 2,
+        deflate: None,
+        prime: false,
+    },
+    Scenario {
+        id: "echo-10x16k-deflate",
+        title: "echo with permessage-deflate, 10 connections x 16 KiB (compressible)",
+        mode: ScenarioMode::Echo,
+        connections: 10,
+        size: 16 * 1024,
+        workers: 1,
+        deflate: Some("shared"),
+        prime: false,
+    },
+    Scenario {
+        id: "idle-10k-deflate",
+        title: "memory with permessage-deflate (ringsocket: shared compressor), 10,000 \
+                connections after one 1 KiB echo each",
+        mode: ScenarioMode::Idle,
+        connections: 10_000,
+        size: 1024,
+        workers: 1,
+        deflate: Some("shared"),
+        prime: true,
+    },
+    Scenario {
+        id: "idle-10k-deflate-dedicated",
+        title: "memory with permessage-deflate (ringsocket: dedicated contexts), 10,000 \
+                connections after one 1 KiB echo each",
+        mode: ScenarioMode::Idle,
+        connections: 10_000,
+        size: 1024,
+        workers: 1,
+        deflate: Some("dedicated"),
+        prime: true,
+    },
+    Scenario {
+        id: "idle-1k-deflate",
+        title: "memory with permessage-deflate (ringsocket: shared compressor), 1,000 \
+                connections after one 1 KiB echo each",
+        mode: ScenarioMode::Idle,
+        connections: 1_000,
+        size: 1024,
+        workers: 1,
+        deflate: Some("shared"),
+        prime: true,
     },
 ];
 
@@ -210,6 +284,9 @@ const FULL_SCENARIOS: &[&str] = &[
     "idle-10k",
     "connect-50",
     "broadcast-1000x20",
+    "echo-10x16k-deflate",
+    "idle-10k-deflate",
+    "idle-10k-deflate-dedicated",
 ];
 const QUICK_SCENARIOS: &[&str] = &["echo-100x20", "echo-10x16k", "idle-1k", "broadcast-1000x20"];
 
@@ -821,6 +898,7 @@ fn start_server(
     port: u16,
     cpu: usize,
     workers: usize,
+    deflate: Option<&str>,
     bin_dir: &Path,
     root: &Path,
 ) -> Result<Running> {
@@ -829,6 +907,9 @@ fn start_server(
         Kind::Bin => {
             let mut c = Command::new(bin_dir.join(def.name));
             c.args(["--port", &port, "--workers", &workers.to_string()]);
+            if let Some(mode) = deflate {
+                c.args(["--deflate", mode]);
+            }
             c.current_dir(root);
             c
         }
@@ -836,6 +917,9 @@ fn start_server(
             let dir = root.join("bench/node");
             let mut c = Command::new("node");
             c.arg(dir.join(script)).args(["--port", &port]);
+            if deflate.is_some() {
+                c.arg("--deflate");
+            }
             c.current_dir(dir);
             c
         }
@@ -975,6 +1059,7 @@ fn run_one(
             port,
             config.server_cpu,
             scenario.workers,
+            scenario.deflate,
             bin_dir,
             root,
         )
@@ -1043,6 +1128,12 @@ fn run_loadgen(
     }
     if scenario.mode == ScenarioMode::Broadcast {
         cmd.args(["--path", "/fanout"]);
+    }
+    if scenario.deflate.is_some() {
+        cmd.arg("--deflate");
+    }
+    if scenario.prime {
+        cmd.arg("--prime");
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

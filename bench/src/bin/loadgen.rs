@@ -50,6 +50,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The mask of every frame we send (uWebSockets' load_test uses the same fixed key).
 const MASK: [u8; 4] = [0x01, 0x02, 0x03, 0x04];
+/// RSV1: the message is permessage-deflate compressed.
+const RSV1: u8 = 0x40;
 const OP_CONT: u8 = 0x0;
 const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
@@ -158,6 +160,16 @@ struct Args {
     /// Broadcast mode: messages the publisher keeps in flight (a power of two).
     #[arg(long, default_value_t = 16)]
     window: usize,
+    /// Negotiate permessage-deflate (offer `permessage-deflate; client_max_window_bits`, as
+    /// browsers do); messages are sent compressed (one compression, reused: no context
+    /// takeover on our side) and echoes are inflated and checked. A server that declines fails
+    /// the handshake.
+    #[arg(long)]
+    deflate: bool,
+    /// Idle mode: every connection does one echo before the hold (so per-connection state
+    /// that is made on first use, such as deflate contexts, is counted).
+    #[arg(long)]
+    prime: bool,
 }
 
 fn main() {
@@ -192,6 +204,12 @@ fn run(args: &Args) -> Result<LoadgenReport> {
         if args.raw {
             bail!("broadcast mode needs a WebSocket server, not a raw echo");
         }
+        if args.deflate {
+            bail!("broadcast mode does not take --deflate");
+        }
+    }
+    if args.deflate && args.raw {
+        bail!("--deflate needs a WebSocket server, not a raw echo");
     }
     if args.connections == 0 {
         bail!("--connections must be at least 1");
@@ -271,6 +289,10 @@ struct Work {
     close_frame: &'static [u8],
     /// Read buffer capacity: one whole echo frame fits.
     rbuf_cap: usize,
+    /// permessage-deflate is offered and required; `frame` is compressed.
+    deflate: bool,
+    /// The server answered `server_no_context_takeover`: every echo inflates on its own.
+    server_resets: Cell<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,7 +364,14 @@ struct ConnState {
 
 async fn async_main(args: &Args, addr: SocketAddr) -> Result<LoadgenReport> {
     let payload: &'static [u8] = Box::leak(make_payload(args.size).into_boxed_slice());
-    let frame: &'static [u8] = Box::leak(masked_frame(OP_BINARY, payload).into_boxed_slice());
+    let frame = if args.deflate {
+        let mut f = masked_frame(OP_BINARY, &deflate_message(payload)?);
+        f[0] |= RSV1;
+        f
+    } else {
+        masked_frame(OP_BINARY, payload)
+    };
+    let frame: &'static [u8] = Box::leak(frame.into_boxed_slice());
     let close_frame: &'static [u8] =
         Box::leak(masked_frame(OP_CLOSE, &1000u16.to_be_bytes()).into_boxed_slice());
     let echo_len = if args.raw {
@@ -359,6 +388,8 @@ async fn async_main(args: &Args, addr: SocketAddr) -> Result<LoadgenReport> {
         payload,
         close_frame,
         rbuf_cap: (echo_len + 64).max(512),
+        deflate: args.deflate,
+        server_resets: Cell::new(false),
     });
     let shared = Rc::new(Shared::new());
     let server = args.server_pid;
@@ -434,6 +465,11 @@ async fn async_main(args: &Args, addr: SocketAddr) -> Result<LoadgenReport> {
         }
         Mode::Idle => {
             let held = conns.len();
+            let conns = if args.prime {
+                prime(conns, &work, &shared).await
+            } else {
+                conns
+            };
             for ((stream, rbuf), state) in conns.into_iter().zip(&states) {
                 monoio::spawn(idle_watch(stream, rbuf, shared.clone(), state.clone()));
             }
@@ -714,6 +750,9 @@ async fn echo_loop(
     state: Rc<ConnState>,
 ) {
     let mut n: u64 = 0;
+    let mut inflater = work
+        .deflate
+        .then(|| Inflater::new(work.server_resets.get()));
     while shared.phase.get() != Phase::Done {
         let verify = n & (VERIFY_EVERY - 1) == 0;
         let t0 = Instant::now();
@@ -724,8 +763,9 @@ async fn echo_loop(
             return;
         }
         let (raw, payload) = (work.raw, work.payload);
-        match read_until(&mut stream, &mut rbuf, false, |b| {
-            parse_message(b, raw, payload, verify)
+        match read_until(&mut stream, &mut rbuf, false, |b| match &mut inflater {
+            Some(inflater) => inflater.parse(b, payload, verify),
+            None => parse_message(b, raw, payload, verify),
         })
         .await
         {
@@ -742,6 +782,53 @@ async fn echo_loop(
             shared.verified.set(shared.verified.get() + 1);
         }
         n += 1;
+    }
+}
+
+/// One echo on every connection, `256` at a time; connections that fail are dropped (and
+/// counted as errors).
+async fn prime(
+    conns: Vec<(TcpStream, Vec<u8>)>,
+    work: &Rc<Work>,
+    shared: &Rc<Shared>,
+) -> Vec<(TcpStream, Vec<u8>)> {
+    let mut primed = Vec::with_capacity(conns.len());
+    let mut conns = conns.into_iter();
+    loop {
+        let handles: Vec<_> = conns
+            .by_ref()
+            .take(256)
+            .map(|(mut stream, mut rbuf)| {
+                let work = work.clone();
+                monoio::spawn(async move {
+                    let (res, _) = stream.write_all(work.frame).await;
+                    res.map_err(|e| format!("write: {e}"))?;
+                    let mut inflater = work
+                        .deflate
+                        .then(|| Inflater::new(work.server_resets.get()));
+                    let (raw, payload) = (work.raw, work.payload);
+                    let used = read_until(&mut stream, &mut rbuf, false, |b| match &mut inflater {
+                        Some(inflater) => inflater.parse(b, payload, true),
+                        None => parse_message(b, raw, payload, true),
+                    })
+                    .await?;
+                    consume(&mut rbuf, used);
+                    Ok::<_, String>((stream, rbuf))
+                })
+            })
+            .collect();
+        if handles.is_empty() {
+            return primed;
+        }
+        for handle in handles {
+            match handle.await {
+                Ok(conn) => {
+                    shared.verified.set(shared.verified.get() + 1);
+                    primed.push(conn);
+                }
+                Err(e) => shared.error(format!("priming echo: {e}")),
+            }
+        }
     }
 }
 
@@ -769,8 +856,12 @@ async fn connect_cycle(work: &Work) -> Result<(), String> {
     let (res, _) = stream.write_all(work.frame).await;
     res.map_err(|e| format!("write: {e}"))?;
     let (raw, payload) = (work.raw, work.payload);
-    let used = read_until(&mut stream, &mut rbuf, false, |b| {
-        parse_message(b, raw, payload, true)
+    let mut inflater = work
+        .deflate
+        .then(|| Inflater::new(work.server_resets.get()));
+    let used = read_until(&mut stream, &mut rbuf, false, |b| match &mut inflater {
+        Some(inflater) => inflater.parse(b, payload, true),
+        None => parse_message(b, raw, payload, true),
     })
     .await?;
     consume(&mut rbuf, used);
@@ -992,7 +1083,7 @@ fn parse_message_with_seq(
 ) -> Result<Option<(usize, u64)>, String> {
     let mut off = 0;
     loop {
-        let Some(h) = parse_header(&buf[off..])? else {
+        let Some(h) = parse_header(&buf[off..], 0)? else {
             return Ok(None);
         };
         if h.masked {
@@ -1082,6 +1173,7 @@ fn consume(rbuf: &mut Vec<u8>, used: usize) {
 
 #[derive(Debug, Clone, Copy)]
 struct Header {
+    rsv1: bool,
     fin: bool,
     opcode: u8,
     masked: bool,
@@ -1091,12 +1183,12 @@ struct Header {
 
 /// Parses a frame header at the start of `buf`: `Ok(None)` until all of it is there.
 #[inline]
-fn parse_header(buf: &[u8]) -> Result<Option<Header>, String> {
+fn parse_header(buf: &[u8], allowed_rsv: u8) -> Result<Option<Header>, String> {
     if buf.len() < 2 {
         return Ok(None);
     }
     let (b0, b1) = (buf[0], buf[1]);
-    if b0 & 0x70 != 0 {
+    if b0 & (0x70 & !allowed_rsv) != 0 {
         return Err(format!(
             "echo frame has RSV bits set (first byte {b0:#04x})"
         ));
@@ -1123,6 +1215,7 @@ fn parse_header(buf: &[u8]) -> Result<Option<Header>, String> {
     }
     let masked = b1 & 0x80 != 0;
     Ok(Some(Header {
+        rsv1: b0 & RSV1 != 0,
         fin: b0 & 0x80 != 0,
         opcode: b0 & 0x0f,
         masked,
@@ -1146,7 +1239,7 @@ fn parse_message(
     let mut got = 0;
     let mut started = false;
     loop {
-        let Some(h) = parse_header(&buf[off..])? else {
+        let Some(h) = parse_header(&buf[off..], 0)? else {
             return Ok(None);
         };
         if h.masked != raw {
@@ -1233,7 +1326,7 @@ fn parse_message(
 fn parse_until_close(buf: &[u8], raw: bool) -> Result<Option<usize>, String> {
     let mut off = 0;
     loop {
-        let Some(h) = parse_header(&buf[off..])? else {
+        let Some(h) = parse_header(&buf[off..], 0)? else {
             return Ok(None);
         };
         if h.masked != raw {
@@ -1262,9 +1355,14 @@ async fn open_ws(work: &Work) -> Result<(TcpStream, Vec<u8>), String> {
         .set_nodelay(true)
         .map_err(|e| format!("TCP_NODELAY: {e}"))?;
     let key = ringsocket::proto::generate_key();
+    let extensions = if work.deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n",
         work.path, work.host
     );
     let (res, _) = stream.write_all(request.into_bytes()).await;
@@ -1279,12 +1377,21 @@ async fn open_ws(work: &Work) -> Result<(TcpStream, Vec<u8>), String> {
     })
     .await
     .map_err(|e| format!("upgrade: {e}"))?;
-    check_upgrade_response(&rbuf[..head_end], &key)?;
+    let agreed = check_upgrade_response(&rbuf[..head_end], &key)?;
+    if work.deflate {
+        let Some(agreed) = agreed.filter(|e| e.starts_with("permessage-deflate")) else {
+            return Err("the server did not agree to permessage-deflate".into());
+        };
+        let params: Vec<&str> = agreed.split(';').map(str::trim).collect();
+        work.server_resets
+            .set(params.contains(&"server_no_context_takeover"));
+    }
     consume(&mut rbuf, head_end);
     Ok((stream, rbuf))
 }
 
-fn check_upgrade_response(head: &[u8], key: &str) -> Result<(), String> {
+/// Checks the 101 and its accept key; returns the `Sec-WebSocket-Extensions` answer.
+fn check_upgrade_response(head: &[u8], key: &str) -> Result<Option<String>, String> {
     let head = std::str::from_utf8(head).map_err(|_| "upgrade response is not UTF-8")?;
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap_or("");
@@ -1294,18 +1401,162 @@ fn check_upgrade_response(head: &[u8], key: &str) -> Result<(), String> {
         return Err(format!("upgrade refused: {status:?}"));
     }
     let want = ringsocket::proto::accept_key(key.as_bytes());
-    let accept = lines.find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("sec-websocket-accept")
-            .then(|| value.trim())
-    });
-    match accept {
-        Some(v) if v == want => Ok(()),
+    let header = |wanted: &str| {
+        head.split("\r\n").skip(1).find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case(wanted)
+                .then(|| value.trim())
+        })
+    };
+    let extensions = header("sec-websocket-extensions").map(str::to_owned);
+    match header("sec-websocket-accept") {
+        Some(v) if v == want => Ok(extensions),
         Some(v) => Err(format!(
             "wrong Sec-WebSocket-Accept {v:?} (expected {want:?})"
         )),
         None => Err("101 without Sec-WebSocket-Accept".into()),
+    }
+}
+
+/// `payload` compressed as one permessage-deflate message on its own (fresh context, sync
+/// flush, the `00 00 ff ff` tail removed).
+fn deflate_message(payload: &[u8]) -> Result<Vec<u8>> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::fast(), false);
+    let mut out = Vec::with_capacity(payload.len() + 64);
+    loop {
+        let consumed = c.total_in() as usize;
+        c.compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync)
+            .context("compressing the payload")?;
+        if c.total_in() as usize == payload.len() && out.ends_with(&[0, 0, 0xff, 0xff]) {
+            break;
+        }
+        out.reserve(out.capacity().max(64));
+    }
+    out.truncate(out.len() - 4);
+    Ok(out)
+}
+
+/// The permessage-deflate side of one connection: inflates echoes.
+struct Inflater {
+    d: flate2::Decompress,
+    /// The server resets its context per message (`server_no_context_takeover`).
+    reset_each: bool,
+    compressed: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Inflater {
+    fn new(reset_each: bool) -> Self {
+        Inflater {
+            d: flate2::Decompress::new(false),
+            reset_each,
+            compressed: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// [`parse_message`] for a connection with permessage-deflate: the echo may come back
+    /// compressed (RSV1 on its first frame) or not (below the server's threshold).
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        expected: &[u8],
+        verify: bool,
+    ) -> Result<Option<usize>, String> {
+        let mut off = 0;
+        let mut started = false;
+        let mut compressed = false;
+        self.compressed.clear();
+        loop {
+            let Some(h) = parse_header(&buf[off..], RSV1)? else {
+                return Ok(None);
+            };
+            if h.masked {
+                return Err("server sent a masked frame".into());
+            }
+            let end = off + h.header_len + h.payload_len;
+            match h.opcode {
+                OP_PING | OP_PONG if h.fin && h.payload_len <= 125 && !h.rsv1 => {}
+                OP_BINARY if !started => {
+                    started = true;
+                    compressed = h.rsv1;
+                }
+                OP_CONT if started && !h.rsv1 => {}
+                OP_CLOSE => return Err("server sent close instead of the echo".into()),
+                op => {
+                    return Err(format!(
+                        "unexpected frame (opcode {op:#x}, rsv1 {})",
+                        h.rsv1
+                    ))
+                }
+            }
+            if buf.len() < end {
+                return Ok(None);
+            }
+            if h.opcode == OP_BINARY || h.opcode == OP_CONT {
+                self.compressed
+                    .extend_from_slice(&buf[off + h.header_len..end]);
+                if self.compressed.len() > 2 * expected.len() + 1024 {
+                    return Err("echo is far longer than what was sent".into());
+                }
+                if h.fin {
+                    let got: &[u8] = if compressed {
+                        self.inflate(expected.len())?;
+                        &self.out
+                    } else {
+                        &self.compressed
+                    };
+                    if got.len() != expected.len() {
+                        return Err(format!(
+                            "echo carries {} bytes, {} were sent",
+                            got.len(),
+                            expected.len()
+                        ));
+                    }
+                    if verify && got != expected {
+                        return Err("echoed payload differs from what was sent".into());
+                    }
+                    return Ok(Some(end));
+                }
+            }
+            off = end;
+        }
+    }
+
+    fn inflate(&mut self, expected: usize) -> Result<(), String> {
+        use flate2::FlushDecompress;
+        self.compressed.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        self.out.clear();
+        self.out.reserve(expected + 64);
+        let start = self.d.total_in();
+        loop {
+            let used = (self.d.total_in() - start) as usize;
+            let before = self.out.len();
+            self.d
+                .decompress_vec(
+                    &self.compressed[used..],
+                    &mut self.out,
+                    FlushDecompress::Sync,
+                )
+                .map_err(|e| format!("inflating the echo: {e}"))?;
+            let used = (self.d.total_in() - start) as usize;
+            if used == self.compressed.len() && self.out.len() < self.out.capacity() {
+                break;
+            }
+            if self.out.len() > expected + 1024 {
+                return Err("echo inflates past what was sent".into());
+            }
+            if self.out.len() == before && used == self.compressed.len() {
+                break;
+            }
+            self.out.reserve(4096);
+        }
+        if self.reset_each {
+            self.d.reset(false);
+        }
+        Ok(())
     }
 }
 
