@@ -180,15 +180,16 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let task = conn::serve(
+                // Boxed before the spawn, so the task does not also keep room for it.
+                let task = CatchUnwind::new(conn::serve(
                     stream,
                     Some(peer),
                     ctx.app.clone(),
                     Rc::clone(&core),
                     Arc::clone(&ctx.config),
-                );
+                ));
                 monoio::spawn(async move {
-                    if let Err(payload) = CatchUnwind::new(task).await {
+                    if let Err(payload) = task.await {
                         tracing::error!(
                             "connection task panicked: {}",
                             super::catch::panic_message(&*payload)
