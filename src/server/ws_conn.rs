@@ -328,10 +328,12 @@ async fn read_loop<S: Conn>(
 /// Lets the handler take the messages that arrived before a close frame or a protocol
 /// error (see `Shared::poll_handler_caught_up`), for at most [`CATCH_UP`].
 async fn catch_up(shared: &SharedRef) {
-    let _ = timeout(
+    // Boxed: a timer is 640 bytes with 128-byte alignment, and the read loop would otherwise
+    // keep room for it in every connection for this rare path.
+    let _ = Box::pin(timeout(
         CATCH_UP,
         poll_fn(|cx| shared.borrow_mut().poll_handler_caught_up(cx.waker())),
-    )
+    ))
     .await;
 }
 
