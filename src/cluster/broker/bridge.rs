@@ -1,0 +1,380 @@
+//! The bridge thread: a tokio current-thread runtime that runs a [`Broker`] and talks to the
+//! cores through channels (see the module docs of `broker` for the semantics).
+
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    io,
+    sync::{atomic::Ordering, Arc},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+
+use super::{envelope, Control, LinkEnds};
+use crate::{
+    cluster::clients::{Cluster, CoreMsg},
+    proto::encode_frame,
+};
+
+/// Most publishes sent to the broker in one pipelined batch.
+const BATCH: usize = 512;
+/// First wait before reconnecting; it doubles after each failure up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// Longest wait between two connection attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A broker client, run by the bridge thread on a tokio current-thread runtime (its futures
+/// need not be `Send`; they may use tokio). [`RedisBroker`](super::RedisBroker) and
+/// [`NatsBroker`](super::NatsBroker) implement it; give one to
+/// [`Server::broker`](crate::Server::broker).
+///
+/// The bridge calls one method at a time. After an error (or [`Incoming::Lost`]) it calls
+/// [`connect`](Self::connect) again, with backoff, until it succeeds; publishes made
+/// meanwhile fail without reaching the broker.
+pub trait Broker: Send + 'static {
+    /// The channel for a topic, or for broadcasts (`None`). Distinct topics must get distinct
+    /// channels.
+    fn channel(&self, topic: Option<&str>) -> String;
+
+    /// Connects (or waits until the client has reconnected), then makes the subscriptions
+    /// exactly `channels`.
+    fn connect(&mut self, channels: &[String]) -> impl Future<Output = Result<(), BrokerError>>;
+
+    /// Publishes every message of `batch`, in order; returns how many the broker refused (too
+    /// large, say), which count as failed. An error means the connection is lost (the whole
+    /// batch counts as failed).
+    fn publish(&mut self, batch: &[Outgoing]) -> impl Future<Output = Result<u64, BrokerError>>;
+
+    /// Subscribes to one more channel.
+    fn subscribe(&mut self, channel: &str) -> impl Future<Output = Result<(), BrokerError>>;
+
+    /// Ends the subscription to a channel.
+    fn unsubscribe(&mut self, channel: &str) -> impl Future<Output = Result<(), BrokerError>>;
+
+    /// The next message from a subscribed channel, or the news that the connection is lost.
+    /// Must be cancel-safe: the bridge drops it whenever something else is ready first.
+    fn next(&mut self) -> impl Future<Output = Incoming>;
+}
+
+/// One message for the broker.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The channel, from [`Broker::channel`].
+    pub channel: String,
+    /// The envelope.
+    pub payload: Bytes,
+}
+
+/// What [`Broker::next`] yields.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A message on a subscribed channel.
+    Message {
+        /// The channel it came on.
+        channel: String,
+        /// The envelope.
+        payload: Bytes,
+    },
+    /// The connection is lost; the bridge will call [`Broker::connect`].
+    Lost(BrokerError),
+}
+
+/// A broker client's failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// A setting the broker cannot work with (a bad URL or prefix).
+    #[error("broker configuration: {0}")]
+    Config(String),
+    /// Could not connect.
+    #[error("cannot connect to the broker: {0}")]
+    Connect(String),
+    /// The connection broke, or a command failed on it.
+    #[error("broker connection lost: {0}")]
+    Lost(String),
+}
+
+/// Starts a bridge thread for a broker chosen at build time (the broker's type is erased
+/// here, so `Server` needs no type parameter).
+pub(crate) struct BrokerStarter(Box<dyn FnOnce(Bridging) -> io::Result<JoinHandle<()>> + Send>);
+
+impl fmt::Debug for BrokerStarter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BrokerStarter")
+    }
+}
+
+/// What a bridge thread gets from the server.
+pub(crate) struct Bridging {
+    pub(crate) cluster: Arc<Cluster>,
+    pub(crate) ends: LinkEnds,
+    /// Closed when the server shuts down.
+    pub(crate) shutdown: async_channel::Receiver<()>,
+}
+
+impl BrokerStarter {
+    /// Starts the bridge thread.
+    pub(crate) fn spawn(self, bridging: Bridging) -> io::Result<JoinHandle<()>> {
+        (self.0)(bridging)
+    }
+}
+
+/// The starter for `broker`.
+pub(crate) fn start<B: Broker>(broker: B) -> BrokerStarter {
+    BrokerStarter(Box::new(move |bridging: Bridging| {
+        std::thread::Builder::new()
+            .name("ringsocket-broker".into())
+            .spawn(move || run(broker, bridging))
+    }))
+}
+
+fn run<B: Broker>(broker: B, bridging: Bridging) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("broker bridge: cannot start its runtime ({e}); no remote delivery");
+            return;
+        }
+    };
+    let broadcast = broker.channel(None);
+    let mut bridge = Bridge {
+        broker,
+        cluster: bridging.cluster,
+        ends: bridging.ends,
+        broadcast,
+        wanted: HashMap::new(),
+        by_channel: HashMap::new(),
+    };
+    bridge.count_subscriptions();
+    runtime.block_on(bridge.run(bridging.shutdown));
+    bridge.ends.stats.connected.store(false, Ordering::Release);
+}
+
+/// What woke the connected bridge.
+enum Event {
+    Change(Control),
+    Publish(super::Publish),
+    Incoming(Incoming),
+}
+
+struct Bridge<B> {
+    broker: B,
+    cluster: Arc<Cluster>,
+    ends: LinkEnds,
+    broadcast: String,
+    /// Topics with local subscribers, and their channels.
+    wanted: HashMap<Arc<str>, String>,
+    /// The same, by channel.
+    by_channel: HashMap<String, Arc<str>>,
+}
+
+impl<B: Broker> Bridge<B> {
+    async fn run(&mut self, shutdown: async_channel::Receiver<()>) {
+        let mut backoff = BACKOFF_MIN;
+        let mut connected_once = false;
+        loop {
+            // Down: fail what was queued before the loss was seen, note topic changes, then
+            // try to connect.
+            self.fail_queued();
+            while let Ok(change) = self.ends.control.try_recv() {
+                self.note(change);
+            }
+            let channels: Vec<String> = std::iter::once(self.broadcast.clone())
+                .chain(self.wanted.values().cloned())
+                .collect();
+            let connected = tokio::select! {
+                _ = shutdown.recv() => return,
+                connected = self.broker.connect(&channels) => connected,
+            };
+            if let Err(e) = connected {
+                tracing::warn!("broker bridge: {e}; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = shutdown.recv() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+            backoff = BACKOFF_MIN;
+            if connected_once {
+                self.ends.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            connected_once = true;
+            self.ends.stats.connected.store(true, Ordering::Release);
+            tracing::info!(
+                node = self.ends.node_id,
+                channels = channels.len(),
+                "broker bridge: connected"
+            );
+            let lost = tokio::select! {
+                _ = shutdown.recv() => return,
+                lost = self.serve() => lost,
+            };
+            let Some(lost) = lost else {
+                return;
+            };
+            self.ends.stats.connected.store(false, Ordering::Release);
+            tracing::warn!("broker bridge: {lost}; reconnecting");
+        }
+    }
+
+    /// Runs while connected; returns why the connection ended (`None`: the cores' side is
+    /// gone, which the cluster this bridge holds prevents until shutdown).
+    async fn serve(&mut self) -> Option<BrokerError> {
+        loop {
+            let event = tokio::select! {
+                change = self.ends.control.recv() => Event::Change(change.ok()?),
+                publish = self.ends.publishes.recv() => Event::Publish(publish.ok()?),
+                incoming = self.broker.next() => Event::Incoming(incoming),
+            };
+            let result = match event {
+                Event::Change(change) => self.apply(change).await,
+                Event::Publish(first) => self.publish(first).await,
+                Event::Incoming(Incoming::Message { channel, payload }) => {
+                    self.deliver(&channel, payload);
+                    Ok(())
+                }
+                Event::Incoming(Incoming::Lost(e)) => Err(e),
+            };
+            if let Err(e) = result {
+                return Some(e);
+            }
+        }
+    }
+
+    /// Records a topic change; returns the channel to subscribe to (`true`) or leave.
+    fn note(&mut self, change: Control) -> Option<(String, bool)> {
+        let change = match change {
+            Control::Subscribe(topic) => {
+                if self.wanted.contains_key(&topic) {
+                    return None;
+                }
+                let channel = self.broker.channel(Some(&topic));
+                self.by_channel.insert(channel.clone(), Arc::clone(&topic));
+                self.wanted.insert(topic, channel.clone());
+                (channel, true)
+            }
+            Control::Unsubscribe(topic) => {
+                let channel = self.wanted.remove(&topic)?;
+                self.by_channel.remove(&channel);
+                (channel, false)
+            }
+        };
+        self.count_subscriptions();
+        Some(change)
+    }
+
+    async fn apply(&mut self, change: Control) -> Result<(), BrokerError> {
+        match self.note(change) {
+            Some((channel, true)) => self.broker.subscribe(&channel).await,
+            Some((channel, false)) => self.broker.unsubscribe(&channel).await,
+            None => Ok(()),
+        }
+    }
+
+    fn count_subscriptions(&self) {
+        let n = 1 + self.wanted.len();
+        self.ends.stats.subscriptions.store(n, Ordering::Relaxed);
+    }
+
+    /// Sends `first` and whatever else is queued (up to [`BATCH`]) in one batch.
+    async fn publish(&mut self, first: super::Publish) -> Result<(), BrokerError> {
+        let mut batch = Vec::with_capacity(16);
+        batch.push(self.outgoing(first));
+        while batch.len() < BATCH {
+            match self.ends.publishes.try_recv() {
+                Ok(publish) => batch.push(self.outgoing(publish)),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len() as u64;
+        let stats = &self.ends.stats;
+        match self.broker.publish(&batch).await {
+            Ok(refused) => {
+                let refused = refused.min(n);
+                stats.published.fetch_add(n - refused, Ordering::Relaxed);
+                if refused > 0 {
+                    stats.failed.fetch_add(refused, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                stats.failed.fetch_add(n, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn outgoing(&self, publish: super::Publish) -> Outgoing {
+        let channel = match &publish.topic {
+            None => self.broadcast.clone(),
+            Some(topic) => match self.wanted.get(topic) {
+                Some(channel) => channel.clone(),
+                None => self.broker.channel(Some(topic)),
+            },
+        };
+        Outgoing {
+            channel,
+            payload: publish.envelope,
+        }
+    }
+
+    /// Counts as failed every publish still queued.
+    fn fail_queued(&self) {
+        let mut n = 0;
+        while self.ends.publishes.try_recv().is_ok() {
+            n += 1;
+        }
+        if n > 0 {
+            self.ends.stats.failed.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands a message from another node to every core (encoded once).
+    fn deliver(&self, channel: &str, payload: Bytes) {
+        let stats = &self.ends.stats;
+        let topic = if channel == self.broadcast {
+            None
+        } else if let Some(topic) = self.by_channel.get(channel) {
+            Some(Arc::clone(topic))
+        } else {
+            stats.ignored.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let envelope = match envelope::decode(&payload) {
+            Ok(envelope) => envelope,
+            Err(why) => {
+                tracing::debug!(channel, "broker bridge: not an envelope ({why:?})");
+                stats.ignored.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        if envelope.node == self.ends.node_id {
+            return;
+        }
+        let mut frame = BytesMut::with_capacity(envelope.payload.len() + 10);
+        encode_frame(&mut frame, true, false, envelope.opcode, None, &envelope.payload);
+        let frame = frame.freeze();
+        for core in 0..self.cluster.core_count() {
+            let msg = match &topic {
+                Some(topic) => CoreMsg::Publish {
+                    topic: Arc::clone(topic),
+                    frame: frame.clone(),
+                    except: None,
+                },
+                None => CoreMsg::Broadcast {
+                    frame: frame.clone(),
+                    except: None,
+                },
+            };
+            self.cluster.post(core, msg);
+        }
+        stats.received.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,247 @@
+//! Broadcast and topics across processes, through an existing broker (Redis pub/sub with the
+//! `redis` feature, NATS core with the `nats` feature).
+//!
+//! # Semantics
+//!
+//! - **Local first.** [`Clients::broadcast`](crate::Clients::broadcast),
+//!   [`Clients::publish`](crate::Clients::publish) and
+//!   [`WebSocket::publish`](crate::WebSocket::publish) reach this node's recipients directly,
+//!   exactly as without a broker, and are handed once to the broker for the other nodes. A
+//!   node drops its own echoes by node id; the other nodes deliver to their subscribers (or
+//!   tracked clients, for a broadcast) on every core. `except` (the publishing connection)
+//!   only matters on its own node.
+//! - **Channels** are namespaced by a prefix (default `ringsocket`): Redis
+//!   `{prefix}#bc#` (broadcast) and `{prefix}#t#{topic}#` (a topic, bytes as-is); NATS
+//!   `{prefix}.bc` and `{prefix}.t.{token}`, the topic escaped into one subject token
+//!   (letters, digits, `-`, `_` as-is, every other byte `%XX`, the empty topic `%`).
+//! - **Subscriptions follow local subscribers.** A node subscribes to a topic's channel when
+//!   the topic gets its first subscriber on any of its cores and unsubscribes when the last
+//!   one leaves: one broker subscription per topic per node. The broadcast channel is always
+//!   subscribed.
+//! - **At most once across nodes.** Broker pub/sub keeps nothing: a node that is not
+//!   subscribed (or not connected) when a message passes misses it. Messages from one
+//!   publishing node reach another node in the order they were published (per topic, and for
+//!   Redis across topics too), and each core of that node gets them in that order.
+//! - **When the broker is down** local delivery goes on; a remote publish fails at once with
+//!   [`Remote::Failed`]`(`[`RemoteError::Down`]`)` in the [`Delivery`](crate::Delivery), and
+//!   is counted in [`BrokerStatus::failed`]. A batch that fails on the wire (the connection
+//!   broke during the send) is counted there too: every remote publish ends counted exactly
+//!   once, in `published` or `failed`. The bridge reconnects with backoff (50 ms doubling to
+//!   1 s) and subscribes again to every topic that has local subscribers.
+//! - **Counts stay per node.** [`Clients::len`](crate::Clients::len) and
+//!   [`Clients::subscribers`](crate::Clients::subscribers) are exact for this node and count
+//!   nothing of the other nodes; ids ([`ClientId`](crate::ClientId)) name a connection of this
+//!   node only, so `send_to` and `close` do not cross nodes.
+//!
+//! # The bridge
+//!
+//! No Redis or NATS client runs on monoio. One thread per server (`ringsocket-broker`) runs
+//! the broker's client on a tokio current-thread runtime and talks to the cores through
+//! channels: publishes come in on a bounded queue ([`QUEUE_CAPACITY`]; past it a publish
+//! fails with [`RemoteError::QueueFull`]) and are sent in pipelined batches; messages from
+//! other nodes are encoded once into a WebSocket frame and posted to every core's inbox.
+//! Without the `redis` and `nats` features none of this (and no tokio) is built.
+
+mod envelope;
+
+#[cfg(any(feature = "redis", feature = "nats"))]
+mod bridge;
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(feature = "redis")]
+mod redis;
+
+use std::sync::{
+    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    Arc,
+};
+
+use bytes::Bytes;
+
+use crate::proto::OpCode;
+
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) use bridge::{start, Bridging, BrokerStarter};
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub use bridge::{Broker, BrokerError, Incoming, Outgoing};
+#[cfg(feature = "nats")]
+pub use nats::NatsBroker;
+#[cfg(feature = "redis")]
+pub use redis::RedisBroker;
+
+/// Most publishes waiting for the bridge; past it a remote publish fails with
+/// [`RemoteError::QueueFull`].
+pub const QUEUE_CAPACITY: usize = 65_536;
+
+/// What happened to the other nodes' copy of a broadcast or publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Remote {
+    /// The server has no broker: there are no other nodes.
+    #[default]
+    NotClustered,
+    /// Handed to the broker bridge; it ends counted in [`BrokerStatus::published`] or
+    /// [`BrokerStatus::failed`].
+    Queued,
+    /// Not sent to the other nodes (counted in [`BrokerStatus::failed`]).
+    Failed(RemoteError),
+}
+
+/// Why a broadcast or publish did not go to the other nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// The bridge is not connected to the broker (it is reconnecting).
+    #[error("the broker is unreachable")]
+    Down,
+    /// The bridge's queue is full ([`QUEUE_CAPACITY`]).
+    #[error("the broker queue is full")]
+    QueueFull,
+}
+
+/// A snapshot of a node's broker link: [`Clients::broker`](crate::Clients::broker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerStatus {
+    /// This node's id in envelopes (random per server).
+    pub node_id: u64,
+    /// Whether the bridge is connected to the broker now.
+    pub connected: bool,
+    /// Broker channels subscribed now: the broadcast channel and one per topic with local
+    /// subscribers (while disconnected: the ones it will subscribe to).
+    pub subscriptions: usize,
+    /// Remote publishes the broker took (Redis answered the `PUBLISH`; NATS: written and
+    /// flushed).
+    pub published: u64,
+    /// Remote publishes that were not made: broker down, queue full, or the connection broke
+    /// while they were sent.
+    pub failed: u64,
+    /// Messages from other nodes handed to this node's cores.
+    pub received: u64,
+    /// Messages from the broker that were dropped: not an envelope this build reads, or for a
+    /// topic this node had just left.
+    pub ignored: u64,
+    /// Connections made after a loss.
+    pub reconnects: u64,
+}
+
+/// Counters shared by the cores and the bridge.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) connected: AtomicBool,
+    pub(crate) subscriptions: AtomicUsize,
+    pub(crate) published: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) ignored: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+}
+
+/// A publish on its way to the bridge.
+#[derive(Debug)]
+#[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
+pub(crate) struct Publish {
+    /// `None`: a broadcast.
+    pub(crate) topic: Option<Arc<str>>,
+    pub(crate) envelope: Bytes,
+}
+
+/// A change of the node's topics, for the bridge.
+#[derive(Debug)]
+#[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
+pub(crate) enum Control {
+    /// The topic got its first subscriber on this node.
+    Subscribe(Arc<str>),
+    /// The topic lost its last subscriber on this node.
+    Unsubscribe(Arc<str>),
+}
+
+/// The cores' side of the bridge (in [`Cluster`](super::Cluster)).
+#[derive(Debug)]
+pub(crate) struct Link {
+    node_id: u64,
+    seq: AtomicU64,
+    publishes: async_channel::Sender<Publish>,
+    control: async_channel::Sender<Control>,
+    pub(crate) stats: Arc<Stats>,
+}
+
+/// The bridge's side of the link.
+#[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
+pub(crate) struct LinkEnds {
+    pub(crate) node_id: u64,
+    pub(crate) publishes: async_channel::Receiver<Publish>,
+    pub(crate) control: async_channel::Receiver<Control>,
+    pub(crate) stats: Arc<Stats>,
+}
+
+impl Link {
+    /// A link for a node with a random id, and the bridge's ends of it.
+    #[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
+    pub(crate) fn new() -> (Self, LinkEnds) {
+        let node_id = fastrand::u64(1..);
+        let (publishes_tx, publishes_rx) = async_channel::bounded(QUEUE_CAPACITY);
+        let (control_tx, control_rx) = async_channel::unbounded();
+        let stats = Arc::new(Stats::default());
+        let link = Self {
+            node_id,
+            seq: AtomicU64::new(0),
+            publishes: publishes_tx,
+            control: control_tx,
+            stats: Arc::clone(&stats),
+        };
+        let ends = LinkEnds {
+            node_id,
+            publishes: publishes_rx,
+            control: control_rx,
+            stats,
+        };
+        (link, ends)
+    }
+
+    /// Hands a message to the bridge for the other nodes (`topic: None`: a broadcast).
+    pub(crate) fn publish(&self, topic: Option<&Arc<str>>, opcode: OpCode, payload: &[u8]) -> Remote {
+        if !self.stats.connected.load(Ordering::Acquire) {
+            return self.failed(RemoteError::Down);
+        }
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let publish = Publish {
+            topic: topic.cloned(),
+            envelope: envelope::encode(opcode, self.node_id, seq, payload),
+        };
+        match self.publishes.try_send(publish) {
+            Ok(()) => Remote::Queued,
+            Err(async_channel::TrySendError::Full(_)) => self.failed(RemoteError::QueueFull),
+            Err(async_channel::TrySendError::Closed(_)) => self.failed(RemoteError::Down),
+        }
+    }
+
+    fn failed(&self, error: RemoteError) -> Remote {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        Remote::Failed(error)
+    }
+
+    /// Tells the bridge a topic got its first local subscriber (`true`) or lost its last.
+    /// Called under the cluster's topic lock, so the bridge sees the changes in order.
+    pub(crate) fn topic_changed(&self, topic: &Arc<str>, subscribed: bool) {
+        let msg = match subscribed {
+            true => Control::Subscribe(Arc::clone(topic)),
+            false => Control::Unsubscribe(Arc::clone(topic)),
+        };
+        // Unbounded: refused only once the bridge has stopped (shutdown).
+        let _ = self.control.try_send(msg);
+    }
+
+    pub(crate) fn status(&self) -> BrokerStatus {
+        let s = &self.stats;
+        BrokerStatus {
+            node_id: self.node_id,
+            connected: s.connected.load(Ordering::Acquire),
+            subscriptions: s.subscriptions.load(Ordering::Relaxed),
+            published: s.published.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            received: s.received.load(Ordering::Relaxed),
+            ignored: s.ignored.load(Ordering::Relaxed),
+            reconnects: s.reconnects.load(Ordering::Relaxed),
+        }
+    }
+}
