@@ -361,6 +361,8 @@ impl<B: Broker> Bridge<B> {
         let mut frame = BytesMut::with_capacity(envelope.payload.len() + 10);
         encode_frame(&mut frame, true, false, envelope.opcode, None, &envelope.payload);
         let frame = frame.freeze();
+        // Counted before the cores can hand it on: a client that has it sees it counted.
+        stats.received.fetch_add(1, Ordering::Relaxed);
         for core in 0..self.cluster.core_count() {
             let msg = match &topic {
                 Some(topic) => CoreMsg::Publish {
@@ -375,6 +377,5 @@ impl<B: Broker> Bridge<B> {
             };
             self.cluster.post(core, msg);
         }
-        stats.received.fetch_add(1, Ordering::Relaxed);
     }
 }
