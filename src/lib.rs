@@ -61,12 +61,12 @@ mod ws;
 
 #[cfg(feature = "json")]
 pub use crate::app::Json;
-#[cfg(any(feature = "redis", feature = "nats"))]
-pub use crate::cluster::{Broker, BrokerError, Incoming, Outgoing};
 #[cfg(feature = "nats")]
 pub use crate::cluster::NatsBroker;
 #[cfg(feature = "redis")]
 pub use crate::cluster::RedisBroker;
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub use crate::cluster::{Broker, BrokerError, Incoming, Outgoing};
 pub use crate::{
     app::{
         App, AppBuilder, BoxError, BuildError, HandlerOutput, HandlerReply, Hook, HookKind,

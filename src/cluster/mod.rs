@@ -19,13 +19,13 @@ pub(crate) mod clients;
 mod id;
 pub(crate) mod local;
 
-pub(crate) use clients::Cluster;
-pub use broker::{BrokerStatus, Remote, RemoteError};
-#[cfg(any(feature = "redis", feature = "nats"))]
-pub use broker::{Broker, BrokerError, Incoming, Outgoing};
 #[cfg(feature = "nats")]
 pub use broker::NatsBroker;
 #[cfg(feature = "redis")]
 pub use broker::RedisBroker;
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub use broker::{Broker, BrokerError, Incoming, Outgoing};
+pub use broker::{BrokerStatus, Remote, RemoteError};
+pub(crate) use clients::Cluster;
 pub use clients::{Clients, Delivery};
 pub use id::ClientId;

@@ -449,10 +449,7 @@ pub fn fan_out_order_and_unsubscribe(kind: Kind) {
         let gone = say_numbered(&mut speaker, "gone", 20).await;
         expect_lines(&speaker.id, &gone, &mut [&mut local_a]).await;
         kitchen_a.say("barrier").await;
-        assert_eq!(
-            kitchen_b.next().await,
-            format!("{}: barrier", kitchen_a.id)
-        );
+        assert_eq!(kitchen_b.next().await, format!("{}: barrier", kitchen_a.id));
         let published = speaker.published + kitchen_a.published + local_a.published;
         let settled = wait_settled(&a, published);
         assert_eq!((settled.published, settled.failed), (published, 0));

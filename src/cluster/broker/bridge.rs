@@ -359,7 +359,14 @@ impl<B: Broker> Bridge<B> {
             return;
         }
         let mut frame = BytesMut::with_capacity(envelope.payload.len() + 10);
-        encode_frame(&mut frame, true, false, envelope.opcode, None, &envelope.payload);
+        encode_frame(
+            &mut frame,
+            true,
+            false,
+            envelope.opcode,
+            None,
+            &envelope.payload,
+        );
         let frame = frame.freeze();
         // Counted before the cores can hand it on: a client that has it sees it counted.
         stats.received.fetch_add(1, Ordering::Relaxed);

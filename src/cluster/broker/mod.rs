@@ -71,7 +71,7 @@ pub use redis::RedisBroker;
 
 /// Most publishes waiting for the bridge; past it a remote publish fails with
 /// [`RemoteError::QueueFull`].
-pub const QUEUE_CAPACITY: usize = 65_536;
+pub(crate) const QUEUE_CAPACITY: usize = 65_536;
 
 /// What happened to the other nodes' copy of a broadcast or publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,7 +93,7 @@ pub enum RemoteError {
     /// The bridge is not connected to the broker (it is reconnecting).
     #[error("the broker is unreachable")]
     Down,
-    /// The bridge's queue is full ([`QUEUE_CAPACITY`]).
+    /// The bridge's queue is full (65 536 publishes waiting).
     #[error("the broker queue is full")]
     QueueFull,
 }
@@ -199,7 +199,12 @@ impl Link {
     }
 
     /// Hands a message to the bridge for the other nodes (`topic: None`: a broadcast).
-    pub(crate) fn publish(&self, topic: Option<&Arc<str>>, opcode: OpCode, payload: &[u8]) -> Remote {
+    pub(crate) fn publish(
+        &self,
+        topic: Option<&Arc<str>>,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Remote {
         if !self.stats.connected.load(Ordering::Acquire) {
             return self.failed(RemoteError::Down);
         }
@@ -243,5 +248,75 @@ impl Link {
             ignored: s.ignored.load(Ordering::Relaxed),
             reconnects: s.reconnects.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Cluster;
+
+    #[test]
+    fn a_publish_while_down_fails_at_once_and_is_counted() {
+        let (link, ends) = Link::new();
+        let topic: Arc<str> = Arc::from("t");
+        let remote = link.publish(Some(&topic), OpCode::Text, b"x");
+        assert_eq!(remote, Remote::Failed(RemoteError::Down));
+        assert_eq!(link.status().failed, 1);
+        assert!(ends.publishes.try_recv().is_err());
+
+        ends.stats.connected.store(true, Ordering::Release);
+        assert_eq!(link.publish(None, OpCode::Binary, b"y"), Remote::Queued);
+        let publish = ends.publishes.try_recv().unwrap();
+        assert_eq!(publish.topic, None);
+        let envelope = envelope::decode(&publish.envelope).unwrap();
+        assert_eq!(
+            (envelope.opcode, envelope.node, envelope.seq),
+            (OpCode::Binary, link.status().node_id, 1)
+        );
+        assert_eq!(&envelope.payload[..], b"y");
+        assert_eq!(link.status().failed, 1);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_counts() {
+        let (link, ends) = Link::new();
+        ends.stats.connected.store(true, Ordering::Release);
+        for _ in 0..QUEUE_CAPACITY {
+            assert_eq!(link.publish(None, OpCode::Text, b""), Remote::Queued);
+        }
+        let remote = link.publish(None, OpCode::Text, b"");
+        assert_eq!(remote, Remote::Failed(RemoteError::QueueFull));
+        assert_eq!(link.status().failed, 1);
+        drop(ends);
+        let remote = link.publish(None, OpCode::Text, b"");
+        assert_eq!(remote, Remote::Failed(RemoteError::Down));
+    }
+
+    #[test]
+    fn the_bridge_hears_of_a_topic_on_its_first_subscriber_and_its_last() {
+        let (link, ends) = Link::new();
+        let (cluster, _inboxes) = Cluster::new(2, Some(link));
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        for (topic, delta) in [
+            (&a, 1),
+            (&a, 1),
+            (&b, 1),
+            (&a, -1),
+            (&a, -1),
+            (&b, -1),
+            (&a, 1),
+        ] {
+            cluster.topic_count_changed(topic, delta);
+        }
+        let mut heard = Vec::new();
+        while let Ok(change) = ends.control.try_recv() {
+            heard.push(match change {
+                Control::Subscribe(t) => format!("+{t}"),
+                Control::Unsubscribe(t) => format!("-{t}"),
+            });
+        }
+        assert_eq!(heard, ["+a", "+b", "-a", "-b", "+a"]);
     }
 }
