@@ -11,13 +11,14 @@
 //!
 //! - `GET /` serves a small page that joins the room named by the page's hash.
 //! - `GET /cluster` answers this node's broker link in one line:
-//!   `node=ID connected=true subscriptions=2 published=5 failed=0 received=7 ignored=0 reconnects=0`
+//!   `node=ID connected=true topics=1 published=5 failed=0 received=7 ignored=0 reconnects=0`
 //!   (see `ringsocket::BrokerStatus`).
 //! - `ws /chat/:room` joins the room. Every text message goes to the other members, on every
 //!   node, as `ID: text` (`ID` is the sender's connection id, `core:serial`, unique on its
 //!   node only); the sender gets no copy.
 //! - `/all TEXT` goes to every client of every node but the sender, as `ID to all: TEXT`.
-//! - `/who` is answered to the sender with the room's size on this node: `3 in room lobby here`.
+//! - `/who` is answered to the sender with the room's size on this node and on all of them
+//!   (asked over the broker): `3 in room lobby here, 5 on 2 nodes`.
 //! - `/id` is answered to the sender with its own id.
 //!
 //! Flags: `--redis URL` or `--nats URL` (one of them; the example needs the `redis` or
@@ -69,10 +70,10 @@ pub fn app() -> App {
         .get("/cluster", |req| {
             let line = match req.clients().broker() {
                 Some(s) => format!(
-                    "node={} connected={} subscriptions={} published={} failed={} received={} ignored={} reconnects={}",
+                    "node={} connected={} topics={} published={} failed={} received={} ignored={} reconnects={}",
                     s.node_id,
                     s.connected,
-                    s.subscriptions,
+                    s.topics,
                     s.published,
                     s.failed,
                     s.received,
@@ -103,8 +104,15 @@ async fn chat(mut ws: WebSocket, room: String) {
         };
         let answer = match text.as_str() {
             "/who" => {
-                let members = ws.clients().subscribers(&room);
-                format!("{members} in room {room} here")
+                let clients = ws.clients();
+                let here = clients.subscribers(&room);
+                match clients.cluster_subscribers(&room).await {
+                    Ok(all) => format!(
+                        "{here} in room {room} here, {} on {} nodes",
+                        all.total, all.nodes
+                    ),
+                    Err(e) => format!("{here} in room {room} here ({e})"),
+                }
             }
             "/id" => ws.id().to_string(),
             line => {

@@ -66,14 +66,14 @@ pub use crate::cluster::NatsBroker;
 #[cfg(feature = "redis")]
 pub use crate::cluster::RedisBroker;
 #[cfg(any(feature = "redis", feature = "nats"))]
-pub use crate::cluster::{Broker, BrokerError, Incoming, Outgoing};
+pub use crate::cluster::{Broker, BrokerError, Channel, Incoming, Outgoing};
 pub use crate::{
     app::{
         App, AppBuilder, BoxError, BuildError, HandlerOutput, HandlerReply, Hook, HookKind,
         HookOutput, HttpError, IntoReply, Params, Reply, Request, Route, RouteError, Scope,
         SendHookOutput,
     },
-    cluster::{BrokerStatus, ClientId, Clients, Delivery, Remote, RemoteError},
+    cluster::{BrokerStatus, ClientId, Clients, ClusterCount, Delivery, Remote, RemoteError},
     error::{Error, Result},
     server::{Driver, Server, ServerHandle, ShutdownTrigger},
     ws::{

@@ -15,7 +15,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    broker::{BrokerStatus, Link, Remote},
+    broker::{BrokerStatus, ClusterCount, Link, Remote, RemoteError},
     local::LocalCore,
     ClientId,
 };
@@ -136,6 +136,20 @@ impl Cluster {
         self.cores.len()
     }
 
+    /// Tracked connections, all cores together.
+    pub(crate) fn len(&self) -> usize {
+        self.cores
+            .iter()
+            .map(|c| c.clients.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Subscribers of `topic`, all cores together.
+    pub(crate) fn subscribers(&self, topic: &str) -> usize {
+        let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        topics.get(topic).copied().unwrap_or(0)
+    }
+
     /// Queues `msg` for `core`; false (and counted) when its inbox is full.
     pub(crate) fn post(&self, core: usize, msg: CoreMsg) -> bool {
         let Some(link) = self.cores.get(core) else {
@@ -251,11 +265,7 @@ impl Clients {
     /// (each core counts its own as they open and close). With a broker, other nodes' clients
     /// are not counted.
     pub fn len(&self) -> usize {
-        self.cluster
-            .cores
-            .iter()
-            .map(|c| c.clients.load(Ordering::Relaxed))
-            .sum()
+        self.cluster.len()
     }
 
     /// Whether there is no tracked connection.
@@ -420,12 +430,57 @@ impl Clients {
     /// Subscribers of `topic` on this server, all cores together (exact; with a broker, other
     /// nodes' subscribers are not counted).
     pub fn subscribers(&self, topic: &str) -> usize {
-        let topics = self
-            .cluster
-            .topics
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        topics.get(topic).copied().unwrap_or(0)
+        self.cluster.subscribers(topic)
+    }
+
+    /// Tracked connections on every node of the cluster, asked over the broker (see
+    /// [`ClusterCount`] for how exact). Without a broker: this server's [`len`](Self::len).
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::Down`] while the broker is unreachable.
+    pub fn cluster_len(
+        &self,
+    ) -> impl Future<Output = Result<ClusterCount, RemoteError>> + Send + 'static {
+        self.ask(None)
+    }
+
+    /// Subscribers of `topic` on every node of the cluster, asked over the broker (see
+    /// [`ClusterCount`] for how exact). Without a broker: this server's
+    /// [`subscribers`](Self::subscribers).
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::Down`] while the broker is unreachable.
+    pub fn cluster_subscribers(
+        &self,
+        topic: &str,
+    ) -> impl Future<Output = Result<ClusterCount, RemoteError>> + Send + 'static {
+        self.ask(Some(topic))
+    }
+
+    fn ask(
+        &self,
+        topic: Option<&str>,
+    ) -> impl Future<Output = Result<ClusterCount, RemoteError>> + Send + 'static {
+        let asked = match &self.cluster.broker {
+            Some(link) => link.ask(topic).map(Some),
+            None => Ok(None),
+        };
+        let local = match topic {
+            None => self.cluster.len(),
+            Some(topic) => self.cluster.subscribers(topic),
+        };
+        async move {
+            match asked? {
+                Some(answer) => answer.recv().await.unwrap_or(Err(RemoteError::Down)),
+                None => Ok(ClusterCount {
+                    total: local,
+                    nodes: 1,
+                    expected_nodes: Some(1),
+                }),
+            }
+        }
     }
 
     /// The broker link's state and counters (`None` without a broker). See

@@ -24,8 +24,8 @@ pub use broker::NatsBroker;
 #[cfg(feature = "redis")]
 pub use broker::RedisBroker;
 #[cfg(any(feature = "redis", feature = "nats"))]
-pub use broker::{Broker, BrokerError, Incoming, Outgoing};
-pub use broker::{BrokerStatus, Remote, RemoteError};
+pub use broker::{Broker, BrokerError, Channel, Incoming, Outgoing};
+pub use broker::{BrokerStatus, ClusterCount, Remote, RemoteError};
 pub(crate) use clients::Cluster;
 pub use clients::{Clients, Delivery};
 pub use id::ClientId;

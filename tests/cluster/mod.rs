@@ -216,7 +216,7 @@ impl Node {
         };
         Status {
             connected: fields.get("connected") == Some(&"true"),
-            subscriptions: num("subscriptions"),
+            topics: num("topics"),
             published: num("published"),
             failed: num("failed"),
             received: num("received"),
@@ -254,7 +254,7 @@ impl Drop for Node {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status {
     pub connected: bool,
-    pub subscriptions: u64,
+    pub topics: u64,
     pub published: u64,
     pub failed: u64,
     pub received: u64,
@@ -404,13 +404,13 @@ pub fn fan_out_order_and_unsubscribe(kind: Kind) {
     let broker = BrokerServer::start(kind);
     let a = Node::start(kind, &broker.url());
     let b = Node::start(kind, &broker.url());
-    a.wait_for("connected", |s| s.connected && s.subscriptions == 1);
-    b.wait_for("connected", |s| s.connected && s.subscriptions == 1);
+    a.wait_for("connected", |s| s.connected && s.topics == 0);
+    b.wait_for("connected", |s| s.connected && s.topics == 0);
     crate::common::block_on_within(Duration::from_secs(120), async {
         let mut lobby_b = join_on_both_cores(b.addr, "lobby").await;
         let mut local_a = Member::join(a.addr, "lobby").await;
         let speaker = Member::join(a.addr, "lobby").await;
-        b.wait_for("subscribed", |s| s.subscriptions == 2);
+        b.wait_for("subscribed", |s| s.topics == 1);
         let mut listeners: Vec<&mut Member> = lobby_b.iter_mut().collect();
         listeners.push(&mut local_a);
         let mut speaker = sync(speaker, &mut listeners).await;
@@ -429,22 +429,24 @@ pub fn fan_out_order_and_unsubscribe(kind: Kind) {
         }
         drop(listeners);
 
-        // Counts are per node: B counts its own members only.
-        let here = format!("{} in room lobby here", lobby_b.len());
-        assert_eq!(ask(&mut lobby_b[0], "/who").await, here);
-        assert_eq!(ask(&mut local_a, "/who").await, "2 in room lobby here");
+        // `subscribers` counts this node's members; `cluster_subscribers` asks both nodes.
+        let all = lobby_b.len() + 2;
+        let who_b = format!("{} in room lobby here, {all} on 2 nodes", lobby_b.len());
+        assert_eq!(ask(&mut lobby_b[0], "/who").await, who_b);
+        let who_a = format!("2 in room lobby here, {all} on 2 nodes");
+        assert_eq!(ask(&mut local_a, "/who").await, who_a);
 
         // A second room, to see B still hears A after leaving the lobby.
         let mut kitchen_b = Member::join(b.addr, "kitchen").await;
         let kitchen_a = Member::join(a.addr, "kitchen").await;
-        b.wait_for("subscribed to kitchen", |s| s.subscriptions == 3);
+        b.wait_for("subscribed to kitchen", |s| s.topics == 2);
         let mut kitchen_a = sync(kitchen_a, &mut [&mut kitchen_b]).await;
 
         // The last member of the lobby on B leaves: B leaves the lobby's channel.
         for member in lobby_b {
             member.leave().await;
         }
-        b.wait_for("unsubscribed from the lobby", |s| s.subscriptions == 2);
+        b.wait_for("unsubscribed from the lobby", |s| s.topics == 1);
         let before = b.status();
         let gone = say_numbered(&mut speaker, "gone", 20).await;
         expect_lines(&speaker.id, &gone, &mut [&mut local_a]).await;
@@ -493,6 +495,9 @@ pub fn broker_restart(kind: Kind) {
         let down = say_numbered(&mut speaker, "down", 10).await;
         let on_b = listeners.len() - 1;
         expect_lines(&speaker.id, &down, &mut listeners[on_b..]).await;
+        // Cluster-wide counts need the broker: B answers with its own count and the error.
+        let who = format!("{on_b} in room kitchen here (the broker is unreachable)");
+        assert_eq!(ask(&mut *listeners[0], "/who").await, who);
         let status = a.wait_for("failing the 10", |s| s.failed >= 10);
         assert_eq!(status.failed, 10, "{status:?}");
         assert_eq!(status.published + status.failed, speaker.published);
@@ -509,7 +514,7 @@ pub fn broker_restart(kind: Kind) {
             (settled.published, settled.failed),
             (speaker.published - 10, 10)
         );
-        assert_eq!(b.status().subscriptions, 2, "broadcast and kitchen again");
+        assert_eq!(b.status().topics, 1, "the kitchen again");
     });
 }
 

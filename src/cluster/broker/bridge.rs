@@ -12,8 +12,12 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
 
-use super::{envelope, Control, LinkEnds};
+use super::{
+    envelope::{self, Body},
+    ClusterCount, Control, LinkEnds, RemoteError,
+};
 use crate::{
     cluster::clients::{Cluster, CoreMsg},
     proto::encode_frame,
@@ -25,6 +29,10 @@ const BATCH: usize = 512;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest wait between two connection attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Longest wait for the answers to a count when the broker says how many nodes to expect.
+const ASK_MAX: Duration = Duration::from_secs(1);
+/// How long answers to a count are collected when the broker does not say how many to expect.
+const ASK_WINDOW: Duration = Duration::from_millis(250);
 
 /// A broker client, run by the bridge thread on a tokio current-thread runtime (its futures
 /// need not be `Send`; they may use tokio). [`RedisBroker`](super::RedisBroker) and
@@ -35,9 +43,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// [`connect`](Self::connect) again, with backoff, until it succeeds; publishes made
 /// meanwhile fail without reaching the broker.
 pub trait Broker: Send + 'static {
-    /// The channel for a topic, or for broadcasts (`None`). Distinct topics must get distinct
-    /// channels.
-    fn channel(&self, topic: Option<&str>) -> String;
+    /// The name of a channel. Distinct channels (and topics) must get distinct names.
+    fn channel(&self, channel: Channel<'_>) -> String;
 
     /// Connects (or waits until the client has reconnected), then makes the subscriptions
     /// exactly `channels`.
@@ -48,6 +55,14 @@ pub trait Broker: Send + 'static {
     /// batch counts as failed).
     fn publish(&mut self, batch: &[Outgoing]) -> impl Future<Output = Result<u64, BrokerError>>;
 
+    /// Publishes one message and returns how many subscribers received it, when the broker
+    /// tells (Redis does, NATS does not). Used for the questions of cluster-wide counts.
+    fn ask(
+        &mut self,
+        channel: &str,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<Option<usize>, BrokerError>>;
+
     /// Subscribes to one more channel.
     fn subscribe(&mut self, channel: &str) -> impl Future<Output = Result<(), BrokerError>>;
 
@@ -57,6 +72,20 @@ pub trait Broker: Send + 'static {
     /// The next message from a subscribed channel, or the news that the connection is lost.
     /// Must be cancel-safe: the bridge drops it whenever something else is ready first.
     fn next(&mut self) -> impl Future<Output = Incoming>;
+}
+
+/// The channels a node uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Channel<'a> {
+    /// Broadcasts to every client of every node.
+    Broadcast,
+    /// Messages to a topic's subscribers.
+    Topic(&'a str),
+    /// Questions every node answers (cluster-wide counts).
+    Questions,
+    /// Answers for one node (by node id).
+    Node(u64),
 }
 
 /// One message for the broker.
@@ -142,14 +171,20 @@ fn run<B: Broker>(broker: B, bridging: Bridging) {
             return;
         }
     };
-    let broadcast = broker.channel(None);
+    let broadcast = broker.channel(Channel::Broadcast);
+    let questions = broker.channel(Channel::Questions);
+    let own = broker.channel(Channel::Node(bridging.ends.node_id));
     let mut bridge = Bridge {
         broker,
         cluster: bridging.cluster,
         ends: bridging.ends,
         broadcast,
+        questions,
+        own,
         wanted: HashMap::new(),
         by_channel: HashMap::new(),
+        pending: HashMap::new(),
+        next_question: 0,
     };
     bridge.count_subscriptions();
     runtime.block_on(bridge.run(bridging.shutdown));
@@ -161,6 +196,15 @@ enum Event {
     Change(Control),
     Publish(super::Publish),
     Incoming(Incoming),
+    /// A count's time is up.
+    Deadline,
+}
+
+/// A count waiting for answers.
+struct Pending {
+    count: ClusterCount,
+    deadline: Instant,
+    reply: async_channel::Sender<Result<ClusterCount, RemoteError>>,
 }
 
 struct Bridge<B> {
@@ -168,6 +212,12 @@ struct Bridge<B> {
     cluster: Arc<Cluster>,
     ends: LinkEnds,
     broadcast: String,
+    questions: String,
+    /// This node's own channel (answers).
+    own: String,
+    /// Counts asked by this node, by question id.
+    pending: HashMap<u64, Pending>,
+    next_question: u64,
     /// Topics with local subscribers, and their channels.
     wanted: HashMap<Arc<str>, String>,
     /// The same, by channel.
@@ -185,8 +235,11 @@ impl<B: Broker> Bridge<B> {
             while let Ok(change) = self.ends.control.try_recv() {
                 self.note(change);
             }
-            let channels: Vec<String> = std::iter::once(self.broadcast.clone())
-                .chain(self.wanted.values().cloned())
+            let fixed = [&self.broadcast, &self.questions, &self.own];
+            let channels: Vec<String> = fixed
+                .into_iter()
+                .chain(self.wanted.values())
+                .cloned()
                 .collect();
             let connected = tokio::select! {
                 _ = shutdown.recv() => return,
@@ -220,6 +273,9 @@ impl<B: Broker> Bridge<B> {
                 return;
             };
             self.ends.stats.connected.store(false, Ordering::Release);
+            for (_, pending) in self.pending.drain() {
+                let _ = pending.reply.try_send(Err(RemoteError::Down));
+            }
             tracing::warn!("broker bridge: {lost}; reconnecting");
         }
     }
@@ -228,19 +284,33 @@ impl<B: Broker> Bridge<B> {
     /// gone, which the cluster this bridge holds prevents until shutdown).
     async fn serve(&mut self) -> Option<BrokerError> {
         loop {
+            let deadline = self.pending.values().map(|p| p.deadline).min();
             let event = tokio::select! {
                 change = self.ends.control.recv() => Event::Change(change.ok()?),
                 publish = self.ends.publishes.recv() => Event::Publish(publish.ok()?),
                 incoming = self.broker.next() => Event::Incoming(incoming),
+                _ = sleep_until(deadline), if deadline.is_some() => Event::Deadline,
             };
             let result = match event {
                 Event::Change(change) => self.apply(change).await,
                 Event::Publish(first) => self.publish(first).await,
                 Event::Incoming(Incoming::Message { channel, payload }) => {
-                    self.deliver(&channel, payload);
-                    Ok(())
+                    self.incoming(&channel, payload).await
                 }
                 Event::Incoming(Incoming::Lost(e)) => Err(e),
+                Event::Deadline => {
+                    let now = Instant::now();
+                    let due: Vec<u64> = self
+                        .pending
+                        .iter()
+                        .filter(|(_, p)| p.deadline <= now)
+                        .map(|(&id, _)| id)
+                        .collect();
+                    for id in due {
+                        self.resolve(id);
+                    }
+                    Ok(())
+                }
             };
             if let Err(e) = result {
                 return Some(e);
@@ -255,7 +325,7 @@ impl<B: Broker> Bridge<B> {
                 if self.wanted.contains_key(&topic) {
                     return None;
                 }
-                let channel = self.broker.channel(Some(&topic));
+                let channel = self.broker.channel(Channel::Topic(&topic));
                 self.by_channel.insert(channel.clone(), Arc::clone(&topic));
                 self.wanted.insert(topic, channel.clone());
                 (channel, true)
@@ -265,12 +335,20 @@ impl<B: Broker> Bridge<B> {
                 self.by_channel.remove(&channel);
                 (channel, false)
             }
+            Control::Ask { reply, .. } => {
+                // Only reached while down: `apply` handles questions when connected.
+                let _ = reply.try_send(Err(RemoteError::Down));
+                return None;
+            }
         };
         self.count_subscriptions();
         Some(change)
     }
 
     async fn apply(&mut self, change: Control) -> Result<(), BrokerError> {
+        if let Control::Ask { topic, reply } = change {
+            return self.ask(topic, reply).await;
+        }
         match self.note(change) {
             Some((channel, true)) => self.broker.subscribe(&channel).await,
             Some((channel, false)) => self.broker.unsubscribe(&channel).await,
@@ -279,8 +357,100 @@ impl<B: Broker> Bridge<B> {
     }
 
     fn count_subscriptions(&self) {
-        let n = 1 + self.wanted.len();
-        self.ends.stats.subscriptions.store(n, Ordering::Relaxed);
+        let n = self.wanted.len();
+        self.ends.stats.topics.store(n, Ordering::Relaxed);
+    }
+
+    /// This node's count: connections, or a topic's subscribers.
+    fn local_count(&self, topic: Option<&str>) -> usize {
+        match topic {
+            None => self.cluster.len(),
+            Some(topic) => self.cluster.subscribers(topic),
+        }
+    }
+
+    /// Sends a question to every node and keeps the count waiting for their answers.
+    async fn ask(
+        &mut self,
+        topic: Option<Arc<str>>,
+        reply: async_channel::Sender<Result<ClusterCount, RemoteError>>,
+    ) -> Result<(), BrokerError> {
+        self.next_question += 1;
+        let id = self.next_question;
+        let question = envelope::encode_question(self.ends.node_id, id, topic.as_deref());
+        let receivers = match self.broker.ask(&self.questions, question).await {
+            Ok(receivers) => receivers,
+            Err(e) => {
+                let _ = reply.try_send(Err(RemoteError::Down));
+                return Err(e);
+            }
+        };
+        let wait = if receivers.is_some() {
+            ASK_MAX
+        } else {
+            ASK_WINDOW
+        };
+        let pending = Pending {
+            count: ClusterCount {
+                total: self.local_count(topic.as_deref()),
+                nodes: 1,
+                expected_nodes: receivers,
+            },
+            deadline: Instant::now() + wait,
+            reply,
+        };
+        let done = pending.count.expected_nodes.is_some_and(|n| n <= 1);
+        self.pending.insert(id, pending);
+        if done {
+            self.resolve(id);
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, id: u64) {
+        if let Some(pending) = self.pending.remove(&id) {
+            let _ = pending.reply.try_send(Ok(pending.count));
+        }
+    }
+
+    /// Handles what arrived on a subscribed channel.
+    async fn incoming(&mut self, channel: &str, payload: Bytes) -> Result<(), BrokerError> {
+        let stats = &self.ends.stats;
+        let envelope = match envelope::decode(&payload) {
+            Ok(envelope) => envelope,
+            Err(why) => {
+                tracing::debug!(channel, "broker bridge: not an envelope ({why:?})");
+                stats.ignored.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        };
+        if envelope.node == self.ends.node_id {
+            return Ok(());
+        }
+        match envelope.body {
+            Body::Message { opcode, payload } => self.deliver(channel, opcode, &payload),
+            Body::Question { id, topic } if channel == self.questions => {
+                let count = self.local_count(topic.as_deref()) as u64;
+                let answer = Outgoing {
+                    channel: self.broker.channel(Channel::Node(envelope.node)),
+                    payload: envelope::encode_answer(self.ends.node_id, id, count),
+                };
+                self.broker.publish(&[answer]).await?;
+            }
+            Body::Answer { id, count } if channel == self.own => {
+                if let Some(pending) = self.pending.get_mut(&id) {
+                    pending.count.total += count as usize;
+                    pending.count.nodes += 1;
+                    if pending.count.is_complete() {
+                        self.resolve(id);
+                    }
+                }
+            }
+            _ => {
+                stats.ignored.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
     }
 
     /// Sends `first` and whatever else is queued (up to [`BATCH`]) in one batch.
@@ -316,7 +486,7 @@ impl<B: Broker> Bridge<B> {
             None => self.broadcast.clone(),
             Some(topic) => match self.wanted.get(topic) {
                 Some(channel) => channel.clone(),
-                None => self.broker.channel(Some(topic)),
+                None => self.broker.channel(Channel::Topic(topic)),
             },
         };
         Outgoing {
@@ -337,7 +507,7 @@ impl<B: Broker> Bridge<B> {
     }
 
     /// Hands a message from another node to every core (encoded once).
-    fn deliver(&self, channel: &str, payload: Bytes) {
+    fn deliver(&self, channel: &str, opcode: crate::proto::OpCode, payload: &[u8]) {
         let stats = &self.ends.stats;
         let topic = if channel == self.broadcast {
             None
@@ -347,26 +517,8 @@ impl<B: Broker> Bridge<B> {
             stats.ignored.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let envelope = match envelope::decode(&payload) {
-            Ok(envelope) => envelope,
-            Err(why) => {
-                tracing::debug!(channel, "broker bridge: not an envelope ({why:?})");
-                stats.ignored.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        if envelope.node == self.ends.node_id {
-            return;
-        }
-        let mut frame = BytesMut::with_capacity(envelope.payload.len() + 10);
-        encode_frame(
-            &mut frame,
-            true,
-            false,
-            envelope.opcode,
-            None,
-            &envelope.payload,
-        );
+        let mut frame = BytesMut::with_capacity(payload.len() + 10);
+        encode_frame(&mut frame, true, false, opcode, None, payload);
         let frame = frame.freeze();
         // Counted before the cores can hand it on: a client that has it sees it counted.
         stats.received.fetch_add(1, Ordering::Relaxed);
@@ -384,5 +536,13 @@ impl<B: Broker> Bridge<B> {
             };
             self.cluster.post(core, msg);
         }
+    }
+}
+
+/// Sleeps until `deadline` (forever for `None`).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

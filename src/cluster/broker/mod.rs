@@ -14,6 +14,9 @@
 //!   `{prefix}#bc#` (broadcast) and `{prefix}#t#{topic}#` (a topic, bytes as-is); NATS
 //!   `{prefix}.bc` and `{prefix}.t.{token}`, the topic escaped into one subject token
 //!   (letters, digits, `-`, `_` as-is, every other byte `%XX`, the empty topic `%`).
+//!   Each message is an envelope: an 18-byte header (version 1, the WebSocket opcode, the
+//!   sender's node id and sequence number) and the payload as-is, so other programs can
+//!   publish to clients too.
 //! - **Subscriptions follow local subscribers.** A node subscribes to a topic's channel when
 //!   the topic gets its first subscriber on any of its cores and unsubscribes when the last
 //!   one leaves: one broker subscription per topic per node. The broadcast channel is always
@@ -28,10 +31,17 @@
 //!   broke during the send) is counted there too: every remote publish ends counted exactly
 //!   once, in `published` or `failed`. The bridge reconnects with backoff (50 ms doubling to
 //!   1 s) and subscribes again to every topic that has local subscribers.
-//! - **Counts stay per node.** [`Clients::len`](crate::Clients::len) and
-//!   [`Clients::subscribers`](crate::Clients::subscribers) are exact for this node and count
-//!   nothing of the other nodes; ids ([`ClientId`](crate::ClientId)) name a connection of this
-//!   node only, so `send_to` and `close` do not cross nodes.
+//! - **Counts.** [`Clients::len`](crate::Clients::len) and
+//!   [`Clients::subscribers`](crate::Clients::subscribers) stay exact for this node and count
+//!   nothing of the others. [`Clients::cluster_len`](crate::Clients::cluster_len) and
+//!   [`Clients::cluster_subscribers`](crate::Clients::cluster_subscribers) ask every node
+//!   over the broker (a question on `{prefix}#q#` / `{prefix}.q`, answers on the asker's
+//!   `{prefix}#n#{node}#` / `{prefix}.n.{node}`) and add up the answers: each is exact when
+//!   given, the sum is a moment's picture. With Redis, `PUBLISH` says how many nodes got the
+//!   question, so the answer comes once all have answered (at most 1 s:
+//!   [`ClusterCount::is_complete`] tells); NATS does not say, so the bridge collects answers
+//!   for 250 ms. Ids ([`ClientId`](crate::ClientId)) name a connection of this node only:
+//!   `send_to` and `close` do not cross nodes.
 //!
 //! # The bridge
 //!
@@ -63,7 +73,7 @@ use crate::proto::OpCode;
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) use bridge::{start, Bridging, BrokerStarter};
 #[cfg(any(feature = "redis", feature = "nats"))]
-pub use bridge::{Broker, BrokerError, Incoming, Outgoing};
+pub use bridge::{Broker, BrokerError, Channel, Incoming, Outgoing};
 #[cfg(feature = "nats")]
 pub use nats::NatsBroker;
 #[cfg(feature = "redis")]
@@ -106,9 +116,10 @@ pub struct BrokerStatus {
     pub node_id: u64,
     /// Whether the bridge is connected to the broker now.
     pub connected: bool,
-    /// Broker channels subscribed now: the broadcast channel and one per topic with local
-    /// subscribers (while disconnected: the ones it will subscribe to).
-    pub subscriptions: usize,
+    /// Topic channels subscribed now: one per topic with local subscribers (while
+    /// disconnected: the ones it will subscribe to again). The broadcast, question and
+    /// node channels come on top.
+    pub topics: usize,
     /// Remote publishes the broker took (Redis answered the `PUBLISH`; NATS: written and
     /// flushed).
     pub published: u64,
@@ -128,7 +139,7 @@ pub struct BrokerStatus {
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) connected: AtomicBool,
-    pub(crate) subscriptions: AtomicUsize,
+    pub(crate) topics: AtomicUsize,
     pub(crate) published: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) received: AtomicU64,
@@ -153,6 +164,34 @@ pub(crate) enum Control {
     Subscribe(Arc<str>),
     /// The topic lost its last subscriber on this node.
     Unsubscribe(Arc<str>),
+    /// Count connections (`topic: None`) or a topic's subscribers on every node.
+    Ask {
+        topic: Option<Arc<str>>,
+        reply: async_channel::Sender<Result<ClusterCount, RemoteError>>,
+    },
+}
+
+/// A count over every node of the cluster:
+/// [`Clients::cluster_len`](crate::Clients::cluster_len),
+/// [`Clients::cluster_subscribers`](crate::Clients::cluster_subscribers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterCount {
+    /// The sum of the counts of the nodes that answered, this one included (each node's
+    /// count is exact when it answers).
+    pub total: usize,
+    /// Nodes that answered, this one included.
+    pub nodes: usize,
+    /// Nodes the question reached, when the broker tells (Redis: the receivers of the
+    /// question; `None` with NATS, which does not say).
+    pub expected_nodes: Option<usize>,
+}
+
+impl ClusterCount {
+    /// Whether every node the question reached answered in time (never known with NATS).
+    pub fn is_complete(&self) -> bool {
+        self.expected_nodes == Some(self.nodes)
+    }
 }
 
 /// The cores' side of the bridge (in [`Cluster`](super::Cluster)).
@@ -236,12 +275,29 @@ impl Link {
         let _ = self.control.try_send(msg);
     }
 
+    /// Asks every node for a count; the answer comes on the returned channel.
+    pub(crate) fn ask(
+        &self,
+        topic: Option<&str>,
+    ) -> Result<async_channel::Receiver<Result<ClusterCount, RemoteError>>, RemoteError> {
+        if !self.stats.connected.load(Ordering::Acquire) {
+            return Err(RemoteError::Down);
+        }
+        let (reply, answer) = async_channel::bounded(1);
+        let ask = Control::Ask {
+            topic: topic.map(Arc::from),
+            reply,
+        };
+        self.control.try_send(ask).map_err(|_| RemoteError::Down)?;
+        Ok(answer)
+    }
+
     pub(crate) fn status(&self) -> BrokerStatus {
         let s = &self.stats;
         BrokerStatus {
             node_id: self.node_id,
             connected: s.connected.load(Ordering::Acquire),
-            subscriptions: s.subscriptions.load(Ordering::Relaxed),
+            topics: s.topics.load(Ordering::Relaxed),
             published: s.published.load(Ordering::Relaxed),
             failed: s.failed.load(Ordering::Relaxed),
             received: s.received.load(Ordering::Relaxed),
@@ -270,11 +326,12 @@ mod tests {
         let publish = ends.publishes.try_recv().unwrap();
         assert_eq!(publish.topic, None);
         let envelope = envelope::decode(&publish.envelope).unwrap();
-        assert_eq!(
-            (envelope.opcode, envelope.node, envelope.seq),
-            (OpCode::Binary, link.status().node_id, 1)
-        );
-        assert_eq!(&envelope.payload[..], b"y");
+        assert_eq!((envelope.node, envelope.seq), (link.status().node_id, 1));
+        let body = envelope::Body::Message {
+            opcode: OpCode::Binary,
+            payload: Bytes::from_static(b"y"),
+        };
+        assert_eq!(envelope.body, body);
         assert_eq!(link.status().failed, 1);
     }
 
@@ -315,6 +372,7 @@ mod tests {
             heard.push(match change {
                 Control::Subscribe(t) => format!("+{t}"),
                 Control::Unsubscribe(t) => format!("-{t}"),
+                Control::Ask { .. } => "?".to_owned(),
             });
         }
         assert_eq!(heard, ["+a", "+b", "-a", "-b", "+a"]);

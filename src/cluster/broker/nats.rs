@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::{envelope, Broker, BrokerError, Incoming, Outgoing};
+use super::{envelope, Broker, BrokerError, Channel, Incoming, Outgoing};
 
 /// How long one connection attempt (or one flush) may take.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -16,7 +16,8 @@ const RECONNECT_WAIT: Duration = Duration::from_secs(1);
 
 /// NATS core pub/sub (the `nats` feature), on one connection per node made with `no_echo`.
 /// Subjects are `{prefix}.bc` for broadcasts and `{prefix}.t.{token}` for topics, the topic
-/// escaped into one token (letters, digits, `-`, `_` as they are; any other byte `%XX`).
+/// escaped into one token (letters, digits, `-`, `_` as they are; any other byte `%XX`), and
+/// `{prefix}.q` and `{prefix}.n.{node}` for the questions and answers of cluster-wide counts.
 ///
 /// The client (`async-nats`) reconnects by itself and restores its subscriptions; the bridge
 /// treats the time between its `Disconnected` and `Connected` events as down. Messages handed
@@ -114,10 +115,24 @@ fn lost(e: impl fmt::Display) -> BrokerError {
 }
 
 impl Broker for NatsBroker {
-    fn channel(&self, topic: Option<&str>) -> String {
-        match topic {
-            None => format!("{}.bc", self.prefix),
-            Some(topic) => format!("{}.t.{}", self.prefix, envelope::nats_token(topic)),
+    fn channel(&self, channel: Channel<'_>) -> String {
+        let prefix = &self.prefix;
+        match channel {
+            Channel::Broadcast => format!("{prefix}.bc"),
+            Channel::Topic(topic) => format!("{prefix}.t.{}", envelope::nats_token(topic)),
+            Channel::Questions => format!("{prefix}.q"),
+            Channel::Node(node) => format!("{prefix}.n.{node}"),
+        }
+    }
+
+    async fn ask(&mut self, channel: &str, payload: Bytes) -> Result<Option<usize>, BrokerError> {
+        let message = Outgoing {
+            channel: channel.to_owned(),
+            payload,
+        };
+        match self.publish(&[message]).await? {
+            0 => Ok(None),
+            _ => Err(lost("the question was refused")),
         }
     }
 

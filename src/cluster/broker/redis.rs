@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 
-use super::{Broker, BrokerError, Incoming, Outgoing};
+use super::{Broker, BrokerError, Channel, Incoming, Outgoing};
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -14,8 +14,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const SUBSCRIBE_BATCH: usize = 512;
 
 /// Redis pub/sub (the `redis` feature): two connections per node, one that publishes in
-/// pipelined batches and one that subscribes. Channels are `{prefix}#bc#` for broadcasts and
-/// `{prefix}#t#{topic}#` for topics. Works with any Redis-protocol server with pub/sub
+/// pipelined batches and one that subscribes. Channels are `{prefix}#bc#` for broadcasts,
+/// `{prefix}#t#{topic}#` for topics, `{prefix}#q#` and `{prefix}#n#{node}#` for the
+/// questions and answers of cluster-wide counts. Works with any Redis-protocol server with pub/sub
 /// (Redis, Valkey, KeyDB). Reconnects are the bridge's: after a loss both connections are
 /// made again and every channel is subscribed again.
 ///
@@ -89,10 +90,31 @@ fn lost(e: impl fmt::Display) -> BrokerError {
 }
 
 impl Broker for RedisBroker {
-    fn channel(&self, topic: Option<&str>) -> String {
-        match topic {
-            None => format!("{}#bc#", self.prefix),
-            Some(topic) => format!("{}#t#{topic}#", self.prefix),
+    fn channel(&self, channel: Channel<'_>) -> String {
+        let prefix = &self.prefix;
+        match channel {
+            Channel::Broadcast => format!("{prefix}#bc#"),
+            Channel::Topic(topic) => format!("{prefix}#t#{topic}#"),
+            Channel::Questions => format!("{prefix}#q#"),
+            Channel::Node(node) => format!("{prefix}#n#{node}#"),
+        }
+    }
+
+    async fn ask(&mut self, channel: &str, payload: Bytes) -> Result<Option<usize>, BrokerError> {
+        let Some(publisher) = self.publisher.as_mut() else {
+            return Err(lost("not connected"));
+        };
+        let receivers: Result<usize, _> = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(&payload[..])
+            .query_async(publisher)
+            .await;
+        match receivers {
+            Ok(receivers) => Ok(Some(receivers)),
+            Err(e) => {
+                self.drop_connections();
+                Err(lost(e))
+            }
         }
     }
 
