@@ -1,6 +1,7 @@
-//! Broadcast and topics across two ringsocket processes (2 workers each) through Redis pub/sub (a real `redis-server`)
-//! on a loopback port of its own: fan-out to both cores of the other node exactly once and in
-//! order, unsubscribe on the last member, and a broker killed and restarted mid-run.
+//! Broadcast and topics across two ringsocket processes (2 workers each) through
+//! Redis pub/sub (a real `redis-server`) on a loopback port of its own: fan-out to both
+//! cores of the other node exactly once and in order, unsubscribe on the last member,
+//! cluster-wide counts, and a broker killed and restarted mid-run.
 //! The scenarios are in `cluster/mod.rs`, shared with the other broker.
 
 mod common;

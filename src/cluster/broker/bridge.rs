@@ -39,6 +39,54 @@ const ASK_WINDOW: Duration = Duration::from_millis(250);
 /// [`NatsBroker`](super::NatsBroker) implement it; give one to
 /// [`Server::broker`](crate::Server::broker).
 ///
+/// # Semantics across nodes
+///
+/// - **Local first.** [`Clients::broadcast`](crate::Clients::broadcast),
+///   [`Clients::publish`](crate::Clients::publish) and
+///   [`WebSocket::publish`](crate::WebSocket::publish) reach this node's recipients directly,
+///   exactly as without a broker, and are handed once to the broker for the other nodes. A
+///   node drops its own echoes by node id; the other nodes deliver to their subscribers (or
+///   tracked clients, for a broadcast) on every core. `except` (the publishing connection)
+///   only matters on its own node.
+/// - **Channels** are namespaced by a prefix (default `ringsocket`): Redis
+///   `{prefix}#bc#` (broadcast) and `{prefix}#t#{topic}#` (a topic, bytes as-is); NATS
+///   `{prefix}.bc` and `{prefix}.t.{token}`, the topic escaped into one subject token
+///   (letters, digits, `-`, `_` as-is, every other byte `%XX`, the empty topic `%`).
+///   Each message is an envelope: an 18-byte header (version 1, the WebSocket opcode, the
+///   sender's node id and sequence number) and the payload as-is, so other programs can
+///   publish to clients too.
+/// - **Subscriptions follow local subscribers.** A node subscribes to a topic's channel when
+///   the topic gets its first subscriber on any of its cores and unsubscribes when the last
+///   one leaves: one broker subscription per topic per node. The broadcast channel is always
+///   subscribed.
+/// - **At most once across nodes.** Broker pub/sub keeps nothing: a node that is not
+///   subscribed (or not connected) when a message passes misses it. Messages from one
+///   publishing node reach another node in the order they were published (per topic, and for
+///   Redis across topics too), and each core of that node gets them in that order.
+/// - **When the broker is down** local delivery goes on; a remote publish fails at once with
+///   [`Remote::Failed`](crate::Remote::Failed)`(`[`RemoteError::Down`](crate::RemoteError::Down)`)`
+///   in the [`Delivery`](crate::Delivery), and is counted in
+///   [`BrokerStatus::failed`](crate::BrokerStatus::failed). A batch that fails on the wire
+///   (the connection broke during the send) is counted there too: every remote publish ends
+///   counted exactly once, in `published` or `failed` (`failed` means not confirmed: part of a
+///   batch the connection broke under may have reached the broker, and with NATS, messages the
+///   client took just before the loss was seen may go out after the reconnection). The bridge
+///   reconnects with backoff (50 ms doubling to 1 s) and subscribes again to every topic that
+///   has local subscribers.
+/// - **Counts.** [`Clients::len`](crate::Clients::len) and
+///   [`Clients::subscribers`](crate::Clients::subscribers) stay exact for this node and count
+///   nothing of the others. [`Clients::cluster_len`](crate::Clients::cluster_len) and
+///   [`Clients::cluster_subscribers`](crate::Clients::cluster_subscribers) ask every node
+///   over the broker (a question on `{prefix}#q#` / `{prefix}.q`, answers on the asker's
+///   `{prefix}#n#{node}#` / `{prefix}.n.{node}`) and add up the answers: each is exact when
+///   given, the sum is a moment's picture. With Redis, `PUBLISH` says how many nodes got the
+///   question, so the answer comes once all have answered (at most 1 s:
+///   [`ClusterCount::is_complete`](crate::ClusterCount::is_complete) tells); NATS does not
+///   say, so the bridge collects answers for 250 ms. Ids ([`ClientId`](crate::ClientId))
+///   name a connection of this node only: `send_to` and `close` do not cross nodes.
+///
+/// # Implementing it
+///
 /// The bridge calls one method at a time. After an error (or [`Incoming::Lost`]) it calls
 /// [`connect`](Self::connect) again, with backoff, until it succeeds; publishes made
 /// meanwhile fail without reaching the broker.
