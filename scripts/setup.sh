@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 log() { printf 'setup.sh: %s\n' "$*" >&2; }
 
 # Debian packages the tests run for real; a missing one is installed, never skipped.
-apt_packages=()
+apt_packages=(redis-server nats-server)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test ringsocket has, as CI runs it (.ci/run calls this script):
 #   formatting, clippy with warnings denied, docs with broken links denied, the test suite on
-#   io_uring and again on epoll (MONOIO_FORCE_LEGACY_DRIVER=1), and Autobahn|Testsuite
-#   against the echo example on both drivers.
+#   io_uring and again on epoll (MONOIO_FORCE_LEGACY_DRIVER=1), the cross-process broker tests
+#   (features redis, nats: real redis-server and nats-server) on both drivers, and
+#   Autobahn|Testsuite against the echo example on both drivers.
 # Usage: scripts/test.sh [--quick]   (--quick: Autobahn without the slow 9.* cases)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,11 +34,13 @@ scripts/setup.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --workspace --all-targets -- -D warnings"
+step "cargo clippy --workspace --all-targets -- -D warnings (default features, then all)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet --all-features
 
 step "cargo test (io_uring)"
 run_tests cargo test --all-targets
@@ -45,6 +48,11 @@ run_tests cargo test --doc
 
 step "cargo test (epoll: MONOIO_FORCE_LEGACY_DRIVER=1)"
 run_tests env MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --all-targets
+
+step "broker tests: two processes through redis-server and nats-server (io_uring, then epoll)"
+broker_tests=(cargo test --features redis,nats --test broker_redis --test broker_nats)
+run_tests "${broker_tests[@]}"
+run_tests env MONOIO_FORCE_LEGACY_DRIVER=1 "${broker_tests[@]}"
 
 step "benchmark smoke run (scripts/bench.sh --quick)"
 scripts/bench.sh --quick

@@ -35,6 +35,9 @@
 //! - `server`: the only module that knows monoio, threads and sockets: [`Server`], workers,
 //!   accept loop, the connection driver, graceful shutdown.
 //! - [`client`]: a WebSocket client on monoio, used by tests and the benchmark.
+//! - `cluster`: every connection of every core as one set ([`Clients`]): the cross-core bus,
+//!   and, with the `redis` / `nats` features, broadcast and topics across processes through
+//!   a broker (`Server::broker`, the `Broker` trait, `RedisBroker`, `NatsBroker`).
 //!
 //! Dependencies point one way: `server -> ws, app, http -> proto`.
 //!
@@ -58,13 +61,19 @@ mod ws;
 
 #[cfg(feature = "json")]
 pub use crate::app::Json;
+#[cfg(feature = "nats")]
+pub use crate::cluster::NatsBroker;
+#[cfg(feature = "redis")]
+pub use crate::cluster::RedisBroker;
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub use crate::cluster::{Broker, BrokerError, Channel, Incoming, Outgoing};
 pub use crate::{
     app::{
         App, AppBuilder, BoxError, BuildError, HandlerOutput, HandlerReply, Hook, HookKind,
         HookOutput, HttpError, IntoReply, Params, Reply, Request, Route, RouteError, Scope,
         SendHookOutput,
     },
-    cluster::{ClientId, Clients, Delivery},
+    cluster::{BrokerStatus, ClientId, Clients, ClusterCount, Delivery, Remote, RemoteError},
     error::{Error, Result},
     server::{Driver, Server, ServerHandle, ShutdownTrigger},
     ws::{

@@ -286,7 +286,7 @@ fn inject_core() -> (Rc<CoreState>, Clients) {
     INJECT_CORE.with(|slot| {
         let mut slot = slot.borrow_mut();
         let inject = slot.get_or_insert_with(|| {
-            let (cluster, mut inboxes) = Cluster::new(1);
+            let (cluster, mut inboxes) = Cluster::new(1, None);
             let local = Rc::new(LocalCore::new(0, Arc::clone(&cluster)));
             set_current_core(Some(Rc::clone(&local)));
             InjectCore {

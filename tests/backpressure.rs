@@ -18,7 +18,7 @@ use std::{
 use common::{block_on_within, start};
 use ringsocket::{
     client::Client, App, BackpressurePolicy, ClientId, Clients, CloseReport, Delivery, Message,
-    WsOptions,
+    Remote, WsOptions,
 };
 
 /// Every test here must end well within this.
@@ -180,7 +180,8 @@ async fn push_through(clients: &Clients, fast: &mut [Reader; 2]) -> u64 {
                 Delivery {
                     local: 0,
                     cores: 2,
-                    dropped_cores: 0
+                    dropped_cores: 0,
+                    remote: Remote::NotClustered,
                 }
             );
         }

@@ -20,7 +20,7 @@ use std::{
 
 use common::{block_on_within, start, upgrade_request};
 use ringsocket::{
-    client::Client, App, ClientId, Clients, CloseFrame, Delivery, Error, Message, WebSocket,
+    client::Client, App, ClientId, Clients, CloseFrame, Delivery, Error, Message, Remote, WebSocket,
 };
 
 /// Every test here must end well within this.
@@ -417,7 +417,8 @@ fn broadcast_and_publish_reach_every_client_on_both_cores_once_and_in_order() {
                 Delivery {
                     local: 0,
                     cores: 2,
-                    dropped_cores: 0
+                    dropped_cores: 0,
+                    remote: Remote::NotClustered,
                 }
             );
         }

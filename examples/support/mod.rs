@@ -79,7 +79,11 @@ pub fn init_logging() {
 /// Listens, prints the `listening on ADDR` line, and runs until SIGINT/SIGTERM (then a
 /// graceful shutdown: clients get 1001).
 pub fn serve(name: &str, app: App, args: &Args) {
-    let mut server = Server::new(app);
+    serve_server(name, Server::new(app), args);
+}
+
+/// As [`serve`], for a server the example has configured itself.
+pub fn serve_server(name: &str, mut server: Server, args: &Args) {
     if let Some(workers) = args.workers {
         server = server.workers(workers);
     }

@@ -14,7 +14,11 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 
-use super::{local::LocalCore, ClientId};
+use super::{
+    broker::{BrokerStatus, ClusterCount, Link, Remote, RemoteError},
+    local::LocalCore,
+    ClientId,
+};
 use crate::{
     proto::{close::encode_close_payload, encode_frame, OpCode},
     ws::ClientHandle,
@@ -66,11 +70,17 @@ pub(crate) struct Cluster {
     topics: Mutex<HashMap<Arc<str>, usize>>,
     /// Messages refused because a core's inbox was full.
     inbox_dropped: AtomicU64,
+    /// The way to the other nodes, when the server has a broker.
+    broker: Option<Link>,
 }
 
 impl Cluster {
-    /// A cluster of `cores` cores, with the inbox receiver of each.
-    pub(crate) fn new(cores: usize) -> (Arc<Self>, Vec<async_channel::Receiver<CoreMsg>>) {
+    /// A cluster of `cores` cores, with the inbox receiver of each; `broker` links it to the
+    /// other nodes.
+    pub(crate) fn new(
+        cores: usize,
+        broker: Option<Link>,
+    ) -> (Arc<Self>, Vec<async_channel::Receiver<CoreMsg>>) {
         let mut links = Vec::with_capacity(cores);
         let mut receivers = Vec::with_capacity(cores);
         for _ in 0..cores {
@@ -85,6 +95,7 @@ impl Cluster {
             cores: links,
             topics: Mutex::new(HashMap::new()),
             inbox_dropped: AtomicU64::new(0),
+            broker,
         };
         (Arc::new(cluster), receivers)
     }
@@ -103,13 +114,44 @@ impl Cluster {
     pub(crate) fn topic_count_changed(&self, topic: &Arc<str>, delta: isize) {
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         let count = topics.entry(Arc::clone(topic)).or_insert(0);
+        let was = *count;
         *count = count.saturating_add_signed(delta);
-        if *count == 0 {
+        let now = *count;
+        if now == 0 {
             topics.remove(topic);
+        }
+        // Under the lock: the bridge sees first-subscriber and last-subscriber in order.
+        if let Some(link) = &self.broker {
+            if was == 0 && now > 0 {
+                link.topic_changed(topic, true);
+            } else if was > 0 && now == 0 {
+                link.topic_changed(topic, false);
+            }
         }
     }
 
-    fn post(&self, core: usize, msg: CoreMsg) -> bool {
+    /// Number of cores.
+    #[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
+    pub(crate) fn core_count(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// Tracked connections, all cores together.
+    pub(crate) fn len(&self) -> usize {
+        self.cores
+            .iter()
+            .map(|c| c.clients.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Subscribers of `topic`, all cores together.
+    pub(crate) fn subscribers(&self, topic: &str) -> usize {
+        let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        topics.get(topic).copied().unwrap_or(0)
+    }
+
+    /// Queues `msg` for `core`; false (and counted) when its inbox is full.
+    pub(crate) fn post(&self, core: usize, msg: CoreMsg) -> bool {
         let Some(link) = self.cores.get(core) else {
             return false;
         };
@@ -134,6 +176,9 @@ pub struct Delivery {
     pub cores: usize,
     /// Cores whose inbox was full: the message was lost for them (and counted).
     pub dropped_cores: usize,
+    /// The other nodes' copy, when the server has a broker
+    /// ([`Server::broker`](crate::Server)).
+    pub remote: Remote,
 }
 
 /// Every connection of a server, on every core (`fastify.websocketServer.clients`, and more):
@@ -203,7 +248,7 @@ impl Clients {
 
     /// The clients of no server (zero cores): what an app or request not yet served sees.
     pub(crate) fn detached() -> Self {
-        Self::new(Cluster::new(0).0)
+        Self::new(Cluster::new(0, None).0)
     }
 
     /// This cluster's core running on the current thread, if any.
@@ -216,14 +261,11 @@ impl Clients {
         })
     }
 
-    /// Tracked connections, all cores together: exact at the moment it is read (each core
-    /// counts its own as they open and close).
+    /// Tracked connections of this server, all cores together: exact at the moment it is read
+    /// (each core counts its own as they open and close). With a broker, other nodes' clients
+    /// are not counted.
     pub fn len(&self) -> usize {
-        self.cluster
-            .cores
-            .iter()
-            .map(|c| c.clients.load(Ordering::Relaxed))
-            .sum()
+        self.cluster.len()
     }
 
     /// Whether there is no tracked connection.
@@ -385,14 +427,66 @@ impl Clients {
         self.fan_out(Some(Arc::from(topic)), Some(except), message)
     }
 
-    /// Subscribers of `topic`, all cores together.
+    /// Subscribers of `topic` on this server, all cores together (exact; with a broker, other
+    /// nodes' subscribers are not counted).
     pub fn subscribers(&self, topic: &str) -> usize {
-        let topics = self
-            .cluster
-            .topics
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        topics.get(topic).copied().unwrap_or(0)
+        self.cluster.subscribers(topic)
+    }
+
+    /// Tracked connections on every node of the cluster, asked over the broker (see
+    /// [`ClusterCount`] for how exact). Without a broker: this server's [`len`](Self::len).
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::Down`] while the broker is unreachable.
+    pub fn cluster_len(
+        &self,
+    ) -> impl Future<Output = Result<ClusterCount, RemoteError>> + Send + 'static {
+        self.ask(None)
+    }
+
+    /// Subscribers of `topic` on every node of the cluster, asked over the broker (see
+    /// [`ClusterCount`] for how exact). Without a broker: this server's
+    /// [`subscribers`](Self::subscribers).
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::Down`] while the broker is unreachable.
+    pub fn cluster_subscribers(
+        &self,
+        topic: &str,
+    ) -> impl Future<Output = Result<ClusterCount, RemoteError>> + Send + 'static {
+        self.ask(Some(topic))
+    }
+
+    fn ask(
+        &self,
+        topic: Option<&str>,
+    ) -> impl Future<Output = Result<ClusterCount, RemoteError>> + Send + 'static {
+        let asked = match &self.cluster.broker {
+            Some(link) => link.ask(topic).map(Some),
+            None => Ok(None),
+        };
+        let local = match topic {
+            None => self.cluster.len(),
+            Some(topic) => self.cluster.subscribers(topic),
+        };
+        async move {
+            match asked? {
+                Some(answer) => answer.recv().await.unwrap_or(Err(RemoteError::Down)),
+                None => Ok(ClusterCount {
+                    total: local,
+                    nodes: 1,
+                    expected_nodes: Some(1),
+                }),
+            }
+        }
+    }
+
+    /// The broker link's state and counters (`None` without a broker). See
+    /// [`Server::broker`](crate::Server) for what crosses nodes.
+    pub fn broker(&self) -> Option<BrokerStatus> {
+        self.cluster.broker.as_ref().map(Link::status)
     }
 
     /// Messages lost because a core's inbox was full (a stalled core), since the server
@@ -435,7 +529,22 @@ impl Clients {
                 delivery.dropped_cores += 1;
             }
         }
+        if let Some(link) = &self.cluster.broker {
+            let (opcode, payload) = data_of(&message);
+            delivery.remote = link.publish(topic.as_ref(), opcode, payload);
+        }
         Ok(delivery)
+    }
+}
+
+/// The opcode and payload of a message that [`encode_message`] accepted.
+fn data_of(message: &Message) -> (OpCode, &[u8]) {
+    match message {
+        Message::Text(t) => (OpCode::Text, t.as_bytes()),
+        Message::Binary(b) => (OpCode::Binary, b),
+        Message::Ping(b) => (OpCode::Ping, b),
+        Message::Pong(b) => (OpCode::Pong, b),
+        Message::Close(_) => (OpCode::Close, &[]),
     }
 }
 

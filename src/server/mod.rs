@@ -60,6 +60,8 @@ pub struct Server {
     app: App,
     workers: Option<usize>,
     config: ServerConfig,
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    broker: Option<crate::cluster::broker::BrokerStarter>,
 }
 
 impl Server {
@@ -75,7 +77,29 @@ impl Server {
                 backlog: 1024,
                 pin_threads: true,
             },
+            #[cfg(any(feature = "redis", feature = "nats"))]
+            broker: None,
         }
+    }
+
+    /// Makes this server one node of several: broadcasts and topic publishes also reach the
+    /// other nodes (processes, machines) connected to the same broker, and theirs reach this
+    /// one. A bridge thread runs the broker's client; the server does not wait for it to
+    /// connect (see [`Clients::broker`](crate::Clients::broker)).
+    ///
+    /// What crosses nodes, and what happens while the broker is down: local delivery is as
+    /// without a broker; each node subscribes to a topic's channel while it has local
+    /// subscribers; delivery across nodes is at most once, in order per publishing node;
+    /// a publish made while the broker is unreachable reports
+    /// [`Remote::Failed`](crate::Remote::Failed) in its [`Delivery`](crate::Delivery) and is
+    /// counted in [`BrokerStatus::failed`](crate::BrokerStatus::failed); the bridge
+    /// reconnects by itself. Counts ([`Clients::len`](crate::Clients::len),
+    /// [`Clients::subscribers`](crate::Clients::subscribers)) and ids stay per node.
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    #[must_use]
+    pub fn broker(mut self, broker: impl crate::cluster::Broker) -> Self {
+        self.broker = Some(crate::cluster::broker::start(broker));
+        self
     }
 
     /// Number of worker threads, each with its own runtime and listener. Default: the number
@@ -156,7 +180,17 @@ impl Server {
         let config = Arc::new(self.config);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut threads = Vec::with_capacity(workers);
-        let (cluster, inboxes) = Cluster::new(workers);
+        #[cfg(any(feature = "redis", feature = "nats"))]
+        let (link, bridge) = match self.broker {
+            Some(starter) => {
+                let (link, ends) = crate::cluster::broker::Link::new();
+                (Some(link), Some((starter, ends)))
+            }
+            None => (None, None),
+        };
+        #[cfg(not(any(feature = "redis", feature = "nats")))]
+        let link = None;
+        let (cluster, inboxes) = Cluster::new(workers, link);
         let clients = Clients::new(Arc::clone(&cluster));
         self.app.serve_with(clients.clone());
         for ((index, listener), inbox) in listeners.into_iter().enumerate().zip(inboxes) {
@@ -179,6 +213,21 @@ impl Server {
             );
         }
         drop(ready_tx);
+        #[cfg(any(feature = "redis", feature = "nats"))]
+        if let Some((starter, ends)) = bridge {
+            let bridging = crate::cluster::broker::Bridging {
+                cluster: Arc::clone(&cluster),
+                ends,
+                shutdown: shutdown.receiver(),
+            };
+            match starter.spawn(bridging) {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    shutdown.trigger();
+                    return Err(e);
+                }
+            }
+        }
         let mut driver = Driver::IoUring;
         for _ in 0..workers {
             match ready_rx.recv() {
