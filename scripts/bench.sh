@@ -12,12 +12,14 @@ usage() {
   cat <<'EOF'
 Usage: scripts/bench.sh [--quick] [runner options]
 
-  (no option)   full benchmark: 6 servers x 10 scenarios x 3 rounds, about 20 minutes on a
+  (no option)   full benchmark: 6 servers x 12 scenarios x 3 rounds, about 22 minutes on a
                 quiet machine (runs disturbed by other processes are repeated once, so up
                 to about 25 on a busy one); report in bench/results/latest.{md,svg,json}
   --quick       smoke run (about a minute after the build): rs-echo, raw-echo and fws-echo;
                 echo 100 x 20 B, echo 10 x 16 KiB, idle 1,000 connections, broadcast to
-                1,000 subscribers (servers with a fan-out route); 1 round of 1 s
+                1,000 subscribers (servers with a fan-out route), and the same across two
+                rs-echo processes through redis-server and nats-server (installed by
+                scripts/setup.sh); 1 round of 1 s
                 warm-up + 2 s; report in a temp dir unless --out DIR; exits non-zero if any
                 run failed or counted an error
 

@@ -50,6 +50,8 @@ impl ServerDef {
     fn serves(&self, scenario: &Scenario) -> bool {
         (scenario.mode != ScenarioMode::Broadcast || self.fanout)
             && (scenario.deflate.is_none() || self.deflate)
+            // Only ringsocket has cross-process broadcast of its own.
+            && (scenario.broker.is_none() || self.name == OURS)
     }
 }
 
@@ -148,6 +150,9 @@ struct Scenario {
     deflate: Option<&'static str>,
     /// Idle: one echo per connection before the hold.
     prime: bool,
+    /// Broadcast across two server processes through this broker (`redis` or `nats`): the
+    /// publisher on one node, the subscribers on the other.
+    broker: Option<&'static str>,
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -160,6 +165,7 @@ const SCENARIOS: &[Scenario] = &[
         workers: 1,
         deflate: None,
         prime: false,
+        broker: None,
     },
     Scenario {
         id: "echo-10x16k",
@@ -170,6 +176,7 @@ const SCENARIOS: &[Scenario] = &[
         workers: 1,
         deflate: None,
         prime: false,
+        broker: None,
     },
     Scenario {
         id: "echo-500x16k",
@@ -180,6 +187,7 @@ const SCENARIOS: &[Scenario] = &[
         workers: 1,
         deflate: None,
         prime: false,
+        broker: None,
     },
     Scenario {
         id: "echo-1000x1k",
@@ -190,6 +198,7 @@ const SCENARIOS: &[Scenario] = &[
         workers: 1,
         deflate: None,
         prime: false,
+        broker: None,
     },
     Scenario {
         id: "idle-10k",
@@ -200,6 +209,7 @@ const SCENARIOS: &[Scenario] = &[
         workers: 1,
         deflate: None,
         prime: false,
+        broker: None,
     },
     Scenario {
         id: "connect-50",
@@ -210,6 +220,7 @@ const SCENARIOS: &[Scenario] = &[
         workers: 1,
         deflate: None,
         prime: false,
+        broker: None,
     },
     Scenario {
         id: "idle-1k",
@@ -220,6 +231,7 @@ const SCENARIOS: &[Scenario] = &[
         workers: 1,
         deflate: None,
         prime: false,
+        broker: None,
     },
     Scenario {
         id: "broadcast-1000x20",
@@ -230,6 +242,7 @@ const SCENARIOS: &[Scenario] = &[
         workers: 2,
         deflate: None,
         prime: false,
+        broker: None,
     },
     Scenario {
         id: "echo-10x16k-deflate",
@@ -240,6 +253,7 @@ const SCENARIOS: &[Scenario] = &[
         workers: 1,
         deflate: Some("shared"),
         prime: false,
+        broker: None,
     },
     Scenario {
         id: "idle-10k-deflate",
@@ -251,6 +265,7 @@ const SCENARIOS: &[Scenario] = &[
         workers: 1,
         deflate: Some("shared"),
         prime: true,
+        broker: None,
     },
     Scenario {
         id: "idle-10k-deflate-dedicated",
@@ -262,6 +277,7 @@ const SCENARIOS: &[Scenario] = &[
         workers: 1,
         deflate: Some("dedicated"),
         prime: true,
+        broker: None,
     },
     Scenario {
         id: "idle-1k-deflate",
@@ -273,6 +289,31 @@ const SCENARIOS: &[Scenario] = &[
         workers: 1,
         deflate: Some("shared"),
         prime: true,
+        broker: None,
+    },
+    Scenario {
+        id: "cluster-redis-1000x20",
+        title: "cross-node broadcast through Redis: publisher on node A, 1000 subscribers on \
+                node B x 20 B",
+        mode: ScenarioMode::Broadcast,
+        connections: 1000,
+        size: 20,
+        workers: 1,
+        deflate: None,
+        prime: false,
+        broker: Some("redis"),
+    },
+    Scenario {
+        id: "cluster-nats-1000x20",
+        title: "cross-node broadcast through NATS: publisher on node A, 1000 subscribers on \
+                node B x 20 B",
+        mode: ScenarioMode::Broadcast,
+        connections: 1000,
+        size: 20,
+        workers: 1,
+        deflate: None,
+        prime: false,
+        broker: Some("nats"),
     },
 ];
 
@@ -287,8 +328,17 @@ const FULL_SCENARIOS: &[&str] = &[
     "echo-10x16k-deflate",
     "idle-10k-deflate",
     "idle-10k-deflate-dedicated",
+    "cluster-redis-1000x20",
+    "cluster-nats-1000x20",
 ];
-const QUICK_SCENARIOS: &[&str] = &["echo-100x20", "echo-10x16k", "idle-1k", "broadcast-1000x20"];
+const QUICK_SCENARIOS: &[&str] = &[
+    "echo-100x20",
+    "echo-10x16k",
+    "idle-1k",
+    "broadcast-1000x20",
+    "cluster-redis-1000x20",
+    "cluster-nats-1000x20",
+];
 
 /// The scenario ringsocket's ratios are computed against.
 const OURS: &str = "rs-echo";
@@ -305,9 +355,9 @@ const QUIET_PCT: f64 = 15.0;
     about = "Runs ringsocket's echo benchmark against its peers and writes the report"
 )]
 struct Args {
-    /// Smoke run: 1 round, 1 s warm-up + 2 s counted, echo-100x20, echo-10x16k, idle-1k and
-    /// broadcast-1000x20 against rs-echo, raw-echo and fws-echo (where they take part);
-    /// writes to a temp dir unless --out is given.
+    /// Smoke run: 1 round, 1 s warm-up + 2 s counted, echo-100x20, echo-10x16k, idle-1k,
+    /// broadcast-1000x20 and the two cluster scenarios against rs-echo, raw-echo and fws-echo
+    /// (where they take part); writes to a temp dir unless --out is given.
     #[arg(long)]
     quick: bool,
     /// Rounds (every server once per round, order rotated); the report shows medians.
@@ -646,6 +696,17 @@ fn run(args: Args) -> Result<i32> {
             }
         }
     }
+    for sc in &scenarios {
+        if let Some(kind) = sc.broker {
+            let program = broker_program(kind);
+            if command_output(program, &["--version"]).is_none() {
+                missing.push(format!(
+                    "{}: {program} (scripts/setup.sh installs it)",
+                    sc.id
+                ));
+            }
+        }
+    }
     if !missing.is_empty() {
         bail!("cannot run, missing:\n  {}", missing.join("\n  "));
     }
@@ -899,6 +960,7 @@ fn start_server(
     cpu: usize,
     workers: usize,
     deflate: Option<&str>,
+    broker: Option<&Broker>,
     bin_dir: &Path,
     root: &Path,
 ) -> Result<Running> {
@@ -909,6 +971,9 @@ fn start_server(
             c.args(["--port", &port, "--workers", &workers.to_string()]);
             if let Some(mode) = deflate {
                 c.args(["--deflate", mode]);
+            }
+            if let Some(broker) = broker {
+                c.args([format!("--{}", broker.kind), broker.url.clone()]);
             }
             c.current_dir(root);
             c
@@ -1038,6 +1103,11 @@ fn run_one(
     root: &Path,
     loadgen: &Path,
 ) -> RunRecord {
+    if scenario.broker.is_some() {
+        return run_cluster_one(
+            config, scenario, server, round, slot, bin_dir, root, loadgen,
+        );
+    }
     let t0 = Instant::now();
     let mut record = RunRecord {
         scenario: scenario.id.into(),
@@ -1060,6 +1130,7 @@ fn run_one(
             config.server_cpu,
             scenario.workers,
             scenario.deflate,
+            None,
             bin_dir,
             root,
         )
@@ -1077,7 +1148,7 @@ fn run_one(
     let pid = running.child.id();
     record.server_rss_ready_kb = sys::process_rss_kb(pid).ok();
 
-    match run_loadgen(config, scenario, server, port, pid, loadgen) {
+    match run_loadgen(config, scenario, server, port, &[pid], None, loadgen) {
         Ok(report) => {
             record.other_cpu_pct = other_cpu_pct(&report);
             // Memory does not depend on CPU noise: idle runs are never repeated.
@@ -1103,12 +1174,175 @@ fn run_one(
     record
 }
 
+#[allow(clippy::too_many_arguments)]
+/// A broker process of a cluster scenario.
+struct Broker {
+    /// `redis` or `nats`: also the flag that points a node at it.
+    kind: &'static str,
+    url: String,
+    child: Child,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The broker's program, as scripts/setup.sh installs it.
+fn broker_program(kind: &str) -> &'static str {
+    if kind == "redis" {
+        "redis-server"
+    } else {
+        "nats-server"
+    }
+}
+
+/// Starts `redis-server` or `nats-server` on a free loopback port, pinned to `cpu`, and waits
+/// until it accepts connections.
+fn start_broker(kind: &'static str, cpu: usize) -> Result<Broker> {
+    let port = free_port()?;
+    let mut cmd = Command::new(broker_program(kind));
+    let url = if kind == "redis" {
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"]);
+        format!("redis://127.0.0.1:{port}/")
+    } else {
+        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        format!("nats://127.0.0.1:{port}")
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: pin_to_cpu only makes a syscall (async-signal-safe).
+    unsafe {
+        cmd.pre_exec(move || sys::pin_to_cpu(cpu));
+    }
+    let child = cmd.spawn().with_context(|| {
+        format!(
+            "starting {} (scripts/setup.sh installs it)",
+            broker_program(kind)
+        )
+    })?;
+    let mut broker = Broker { kind, url, child };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = broker.child.try_wait() {
+            bail!("{} exited at start ({status})", broker_program(kind));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} did not accept connections within 10 s",
+                broker_program(kind)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(broker)
+}
+
+/// A cluster scenario: a broker and two nodes of `server`, all on the server's CPU; the
+/// publisher on node A, the subscribers on node B; CPU and RSS of all three counted.
+#[allow(clippy::too_many_arguments)]
+fn run_cluster_one(
+    config: &Config,
+    scenario: &Scenario,
+    server: &ServerDef,
+    round: usize,
+    slot: usize,
+    bin_dir: &Path,
+    root: &Path,
+    loadgen: &Path,
+) -> RunRecord {
+    let t0 = Instant::now();
+    let mut record = RunRecord {
+        scenario: scenario.id.into(),
+        server: server.name.into(),
+        round: round + 1,
+        slot: slot + 1,
+        failure: None,
+        server_rss_ready_kb: None,
+        server_stop: String::new(),
+        wall_s: 0.0,
+        attempts: 1,
+        other_cpu_pct: None,
+        disturbed: false,
+        loadgen: None,
+    };
+    let kind = scenario.broker.expect("a cluster scenario");
+    let started = (|| {
+        let broker = start_broker(kind, config.server_cpu)?;
+        let mut nodes = Vec::with_capacity(2);
+        for _ in 0..2 {
+            let port = free_port()?;
+            let node = start_server(
+                server,
+                port,
+                config.server_cpu,
+                scenario.workers,
+                scenario.deflate,
+                Some(&broker),
+                bin_dir,
+                root,
+            )?;
+            nodes.push((port, node));
+        }
+        Ok::<_, anyhow::Error>((broker, nodes))
+    })();
+    let (broker, mut nodes) = match started {
+        Ok(x) => x,
+        Err(e) => {
+            record.failure = Some(format!("{e:#}"));
+            record.server_stop = "never started".into();
+            record.wall_s = t0.elapsed().as_secs_f64();
+            return record;
+        }
+    };
+    let pids = [
+        nodes[0].1.child.id(),
+        nodes[1].1.child.id(),
+        broker.child.id(),
+    ];
+    record.server_rss_ready_kb = pids.iter().map(|&pid| sys::process_rss_kb(pid).ok()).sum();
+    let (a, b) = (nodes[0].0, nodes[1].0);
+    match run_loadgen(config, scenario, server, a, &pids, Some(b), loadgen) {
+        Ok(report) => {
+            record.other_cpu_pct = other_cpu_pct(&report);
+            record.disturbed = record.other_cpu_pct.is_some_and(|v| v > DISTURBED_PCT);
+            record.loadgen = Some(report);
+        }
+        Err(e) => record.failure = Some(format!("{e:#}")),
+    }
+    for (name, (_, node)) in ["node A", "node B"].iter().zip(&mut nodes) {
+        if let Ok(Some(status)) = node.child.try_wait() {
+            let msg = format!(
+                "{name} died during the run ({status}):\n    {}",
+                node.log_tail()
+            );
+            record.failure = Some(match record.failure.take() {
+                Some(f) => format!("{msg}\n  {f}"),
+                None => msg,
+            });
+        }
+    }
+    record.server_stop = nodes
+        .iter_mut()
+        .map(|(_, node)| node.stop())
+        .collect::<Vec<_>>()
+        .join(", ");
+    drop(broker);
+    record.wall_s = t0.elapsed().as_secs_f64();
+    record
+}
+
 fn run_loadgen(
     config: &Config,
     scenario: &Scenario,
     server: &ServerDef,
     port: u16,
-    pid: u32,
+    pids: &[u32],
+    sub_port: Option<u16>,
     loadgen: &Path,
 ) -> Result<LoadgenReport> {
     let mut cmd = Command::new(loadgen);
@@ -1120,7 +1354,14 @@ fn run_loadgen(
         .args(["--duration", &config.duration_s.to_string()])
         .args(["--hold", &config.hold_s.to_string()])
         .args(["--cpu", &config.loadgen_cpu.to_string()])
-        .args(["--server-pid", &pid.to_string()])
+        .args([
+            "--server-pid",
+            &pids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ])
         .args(["--driver", &config.loadgen_driver])
         .args(["--json", "--no-progress"]);
     if server.raw {
@@ -1131,6 +1372,9 @@ fn run_loadgen(
     }
     if scenario.deflate.is_some() {
         cmd.arg("--deflate");
+    }
+    if let Some(port) = sub_port {
+        cmd.args(["--sub-port", &port.to_string()]);
     }
     if scenario.prime {
         cmd.arg("--prime");
@@ -1487,7 +1731,22 @@ fn markdown(
                     ScenarioMode::Broadcast => "deliveries",
                     _ => "msgs",
                 };
-                if mode == ScenarioMode::Broadcast {
+                if let Some(broker) = sc.broker {
+                    let _ = writeln!(
+                        w,
+                        "Two `rs-echo` processes joined through a real `{}` (started for the run \
+                         on a loopback port), {} worker each; the publisher on node A's \
+                         `/fanout`, {} subscribers on node B's: every message crosses the broker \
+                         once and node B fans it out. Same closed loop as the broadcast scenario \
+                         (16 messages of {} B in flight, each subscriber checks exactly once and \
+                         in order). Server CPU, RSS: both nodes and the broker, all pinned to the \
+                         server's CPU. Only ringsocket has cross-process broadcast of its own.\n",
+                        broker_program(broker),
+                        sc.workers,
+                        sc.connections,
+                        sc.size
+                    );
+                } else if mode == ScenarioMode::Broadcast {
                     let _ = writeln!(
                         w,
                         "One publisher and {} subscribers on `/fanout`, which sends every message \

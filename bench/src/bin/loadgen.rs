@@ -109,6 +109,10 @@ struct Args {
     /// Server port.
     #[arg(long)]
     port: u16,
+    /// Broadcast mode: port the subscribers connect to (another node of a cluster); the
+    /// publisher connects to --port. Default: --port.
+    #[arg(long)]
+    sub_port: Option<u16>,
     /// Request path of the upgrade.
     #[arg(long, default_value = "/")]
     path: String,
@@ -136,9 +140,10 @@ struct Args {
     /// Do not pin to a CPU.
     #[arg(long)]
     no_pin: bool,
-    /// Server process to sample CPU time and RSS from (/proc/PID).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// Server process(es) to sample CPU time and RSS from (/proc/PID); several, comma-separated,
+    /// are summed (a cluster: its nodes and its broker).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Print one JSON object on stdout instead of the human summary.
     #[arg(long)]
     json: bool,
@@ -278,7 +283,10 @@ fn run(args: &Args) -> Result<LoadgenReport> {
 
 /// What every connection sends and expects; built once.
 struct Work {
+    /// Where connections go (broadcast: the subscribers).
     addr: SocketAddr,
+    /// Where the broadcast publisher goes.
+    publisher_addr: SocketAddr,
     host: String,
     path: String,
     raw: bool,
@@ -355,6 +363,31 @@ impl Shared {
     }
 }
 
+/// The server's processes (none: nothing is sampled).
+#[derive(Clone, Copy)]
+struct Pids<'a>(&'a [u32]);
+
+impl Pids<'_> {
+    /// CPU time of all of them, seconds.
+    fn cpu_s(self) -> Option<f64> {
+        if self.0.is_empty() {
+            return None;
+        }
+        self.0.iter().map(|&pid| sys::process_cpu_s(pid).ok()).sum()
+    }
+
+    /// RSS of all of them, KiB.
+    fn rss_kb(self) -> Option<u64> {
+        if self.0.is_empty() {
+            return None;
+        }
+        self.0
+            .iter()
+            .map(|&pid| sys::process_rss_kb(pid).ok())
+            .sum()
+    }
+}
+
 /// Per-connection progress, to find connections that stopped without an error.
 #[derive(Default)]
 struct ConnState {
@@ -379,8 +412,14 @@ async fn async_main(args: &Args, addr: SocketAddr) -> Result<LoadgenReport> {
     } else {
         frame.len() - 4
     };
+    // Subscribers of a broadcast may be on another node than the publisher.
+    let mut sub_addr = addr;
+    if let Some(port) = args.sub_port {
+        sub_addr.set_port(port);
+    }
     let work = Rc::new(Work {
-        addr,
+        addr: sub_addr,
+        publisher_addr: addr,
         host: format!("{}:{}", args.host, args.port),
         path: args.path.clone(),
         raw: args.raw,
@@ -392,8 +431,8 @@ async fn async_main(args: &Args, addr: SocketAddr) -> Result<LoadgenReport> {
         server_resets: Cell::new(false),
     });
     let shared = Rc::new(Shared::new());
-    let server = args.server_pid;
-    let rss_start = server.and_then(|pid| sys::process_rss_kb(pid).ok());
+    let server = Pids(&args.server_pid);
+    let rss_start = server.rss_kb();
 
     let show_progress = !args.no_progress
         && !args.json
@@ -477,7 +516,7 @@ async fn async_main(args: &Args, addr: SocketAddr) -> Result<LoadgenReport> {
             let t0 = Instant::now();
             let cpu0 = sys::self_cpu_s();
             let machine0 = sys::machine_times().ok();
-            let server_cpu0 = server.and_then(|pid| sys::process_cpu_s(pid).ok());
+            let server_cpu0 = server.cpu_s();
             wait_until(
                 t0 + Duration::from_secs_f64(args.hold),
                 bar.as_ref(),
@@ -486,14 +525,12 @@ async fn async_main(args: &Args, addr: SocketAddr) -> Result<LoadgenReport> {
                 None,
             )
             .await;
-            let rss_idle = server.and_then(|pid| sys::process_rss_kb(pid).ok());
+            let rss_idle = server.rss_kb();
             report.seconds = t0.elapsed().as_secs_f64();
             report.loadgen_cpu_s = sys::self_cpu_s() - cpu0;
             set_machine(&mut report, machine0);
-            if let (Some(pid), Some(c0)) = (server, server_cpu0) {
-                if let Ok(c1) = sys::process_cpu_s(pid) {
-                    report.server_cpu_s = Some(c1 - c0);
-                }
+            if let (Some(c0), Some(c1)) = (server_cpu0, server.cpu_s()) {
+                report.server_cpu_s = Some(c1 - c0);
             }
             let alive = states.iter().filter(|s| !s.failed.get()).count();
             shared.phase.set(Phase::Done);
@@ -512,7 +549,7 @@ async fn async_main(args: &Args, addr: SocketAddr) -> Result<LoadgenReport> {
             let fan = Rc::new(Fan::new(args.window, conns.len()));
             let publisher = match monoio::time::timeout(
                 Duration::from_secs_f64(args.ramp_timeout.clamp(1.0, 10.0)),
-                open_ws(&work),
+                open_ws_at(&work, work.publisher_addr),
             )
             .await
             {
@@ -563,7 +600,7 @@ async fn async_main(args: &Args, addr: SocketAddr) -> Result<LoadgenReport> {
         None,
     )
     .await;
-    let server_cpu0 = server.and_then(|pid| sys::process_cpu_s(pid).ok());
+    let server_cpu0 = server.cpu_s();
     let cpu0 = sys::self_cpu_s();
     let machine0 = sys::machine_times().ok();
     let t0 = Instant::now();
@@ -579,7 +616,7 @@ async fn async_main(args: &Args, addr: SocketAddr) -> Result<LoadgenReport> {
     .await;
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu1 = sys::self_cpu_s();
-    let server_cpu1 = server.and_then(|pid| sys::process_cpu_s(pid).ok());
+    let server_cpu1 = server.cpu_s();
     set_machine(&mut report, machine0);
     let stalled = states
         .iter()
@@ -606,7 +643,7 @@ async fn async_main(args: &Args, addr: SocketAddr) -> Result<LoadgenReport> {
         report.server_cpu_s = Some(b - a);
     }
     report.server_rss_start_kb = rss_start;
-    report.server_rss_end_kb = server.and_then(|pid| sys::process_rss_kb(pid).ok());
+    report.server_rss_end_kb = server.rss_kb();
     Ok(finish(report, &shared))
 }
 
@@ -1348,7 +1385,12 @@ fn parse_until_close(buf: &[u8], raw: bool) -> Result<Option<usize>, String> {
 /// Connects, sends the HTTP upgrade and checks the 101 and its `Sec-WebSocket-Accept`.
 /// Returns the stream and a read buffer holding whatever followed the response head.
 async fn open_ws(work: &Work) -> Result<(TcpStream, Vec<u8>), String> {
-    let mut stream = TcpStream::connect_addr(work.addr)
+    open_ws_at(work, work.addr).await
+}
+
+/// [`open_ws`] to `addr`.
+async fn open_ws_at(work: &Work, addr: SocketAddr) -> Result<(TcpStream, Vec<u8>), String> {
+    let mut stream = TcpStream::connect_addr(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     stream

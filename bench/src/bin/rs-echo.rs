@@ -16,7 +16,7 @@ use std::num::NonZeroUsize;
 
 use anyhow::Context;
 use clap::Parser;
-use ringsocket::{App, Server, WsOptions};
+use ringsocket::{App, NatsBroker, RedisBroker, Server, WsOptions};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -42,6 +42,12 @@ struct Args {
     /// Do not pin workers to CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Join a cluster through Redis pub/sub at this URL (`/fanout` then reaches every node).
+    #[arg(long, conflicts_with = "nats")]
+    redis: Option<String>,
+    /// Join a cluster through NATS at this URL.
+    #[arg(long)]
+    nats: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,9 +74,16 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("building the app")?;
 
-    let server = Server::new(app)
+    let mut server = Server::new(app)
         .workers(args.workers.get())
-        .pin_threads(!args.no_pin)
+        .pin_threads(!args.no_pin);
+    if let Some(url) = &args.redis {
+        server = server.broker(RedisBroker::new(url).context("the Redis URL")?);
+    }
+    if let Some(url) = &args.nats {
+        server = server.broker(NatsBroker::new(url));
+    }
+    let server = server
         .listen(("127.0.0.1", args.port))
         .with_context(|| format!("listening on 127.0.0.1:{}", args.port))?;
     // Before the ready line, so a runner that signals as soon as it sees it is honoured.
