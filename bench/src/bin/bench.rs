@@ -954,6 +954,7 @@ impl Drop for Running {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start_server(
     def: &ServerDef,
     port: u16,
