@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test ringsocket has, as CI runs it (.ci/run calls this script):
 #   formatting, clippy with warnings denied, docs with broken links denied, the test suite on
-#   io_uring and again on epoll (MONOIO_FORCE_LEGACY_DRIVER=1), and Autobahn|Testsuite
+#   io_uring and again on epoll (MONOIO_FORCE_LEGACY_DRIVER=1) with the robustness battery
+#   (tests/robustness), a bounded fuzzing run of every parser, and Autobahn|Testsuite
 #   against the echo example on both drivers.
 # Usage: scripts/test.sh [--quick]   (--quick: Autobahn without the slow 9.* cases)
 set -euo pipefail
@@ -45,6 +46,9 @@ run_tests cargo test --doc
 
 step "cargo test (epoll: MONOIO_FORCE_LEGACY_DRIVER=1)"
 run_tests env MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --all-targets
+
+step "fuzz smoke run (scripts/fuzz.sh --smoke: 45 s per target)"
+scripts/fuzz.sh --smoke
 
 step "benchmark smoke run (scripts/bench.sh --quick)"
 scripts/bench.sh --quick

@@ -50,6 +50,8 @@ mod app;
 pub mod client;
 mod cluster;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod proto;
 mod server;
