@@ -16,7 +16,10 @@ pub fn frame_header(data: &[u8]) {
         return;
     };
     assert!(used <= data.len() && used >= 2);
-    assert!(used >= header.encoded_len(), "minimal encoding is never longer");
+    assert!(
+        used >= header.encoded_len(),
+        "minimal encoding is never longer"
+    );
     let mut out = BytesMut::new();
     header.encode(&mut out);
     assert_eq!(out.len(), header.encoded_len());

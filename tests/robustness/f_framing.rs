@@ -24,9 +24,9 @@ fn fragments(first: &[u8], rest: &[u8]) -> Vec<u8> {
 }
 
 close_cases! {
-    f01_unmasked_text_is_1002: b"\x81\x02hi".to_vec() => 1002;
-    f01_unmasked_ping_is_1002: b"\x89\x00".to_vec() => 1002;
-    f01_unmasked_close_is_1002: b"\x88\x02\x03\xe8".to_vec() => 1002;
+    f01_unmasked_text_is_1002: b"\x81\x02hi".as_slice() => 1002;
+    f01_unmasked_ping_is_1002: b"\x89\x00".as_slice() => 1002;
+    f01_unmasked_close_is_1002: b"\x88\x02\x03\xe8".as_slice() => 1002;
     f02_rsv1_without_extension_is_1002: masked(0xC1, b"x") => 1002;
     f02_rsv2_is_1002: masked(0xA2, b"") => 1002;
     f02_rsv3_is_1002: masked(0x91, b"x") => 1002;

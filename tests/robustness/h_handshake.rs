@@ -91,7 +91,7 @@ status_cases! {
     h13_obs_fold_is_400: request(
         "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n  , x\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
     ) => 400;
-    h13_bare_lf_is_400: b"GET / HTTP/1.1\nHost: a\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nSec-WebSocket-Version: 13\n\n".to_vec() => 400;
+    h13_bare_lf_is_400: b"GET / HTTP/1.1\nHost: a\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nSec-WebSocket-Version: 13\n\n".as_slice() => 400;
     h13_nul_in_header_is_400: request(
         "GET / HTTP/1.1\r\nHost: a\r\nX-Nul: a\0b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
     ) => 400;
@@ -102,7 +102,7 @@ status_cases! {
         "GET /{} HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
         "a".repeat(9000)
     )) => 431;
-    h13_garbage_request_line_is_400: b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec() => 400;
+    h13_garbage_request_line_is_400: b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".as_slice() => 400;
 }
 
 /// H6: every unsupported version is 426 and names the supported one.

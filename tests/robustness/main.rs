@@ -6,7 +6,8 @@
 //! descriptors, registry and memory back where they were ([`harness::Case::finish`]).
 //!
 //! Cases run one at a time (they count the whole process's descriptors). Group X
-//! (permessage-deflate) goes in `x_deflate.rs` once compression exists.
+//! (permessage-deflate) goes in `x_deflate.rs` once compression exists. `soak.rs` is the
+//! minutes-long run behind `scripts/soak.sh`, ignored by `cargo test`.
 
 mod harness;
 
@@ -17,5 +18,6 @@ mod h_handshake;
 mod p_process;
 mod r_limits;
 mod s_shutdown;
+mod soak;
 mod t_timeouts;
 mod u_utf8;
