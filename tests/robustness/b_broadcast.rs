@@ -175,3 +175,66 @@ fn b05_registry_matches_live_connections_through_churn() {
     }
     case.finish();
 }
+
+/// B4: publishing to a topic with a member on a stalled core never blocks; what the full inbox
+/// refuses is counted, and the member then receives the rest in order, without duplicates.
+#[test]
+fn b04_stalled_core_bounds_its_inbox_and_counts_the_overflow() {
+    use std::sync::{atomic::Ordering, Arc};
+
+    use crate::p_process::{core_of, stalling_app};
+
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let case = Case::on(stalling_app(Arc::clone(&stalled)), 2, |s| s);
+    let mut staller = case.ws("/stall");
+    let blocked = core_of(&staller.frame().payload);
+    let mut member = (0..64)
+        .map(|_| {
+            let mut c = case.ws("/sub");
+            let core = core_of(&c.frame().payload);
+            (c, core)
+        })
+        .find(|(_, core)| *core == blocked)
+        .map(|(c, _)| c)
+        .expect("a member on the stalled core");
+    let clients = case.server().clients();
+    assert!(wait_until(ANSWER, || clients.subscribers("t") == 1));
+    let dropped_before = clients.inbox_dropped();
+    staller.send(&frame(true, 1, b"stall"));
+    assert!(wait_until(ANSWER, || stalled.load(Ordering::SeqCst)));
+    let started = std::time::Instant::now();
+    let (mut queued, mut refused) = (0u64, 0u64);
+    for i in 0..70_000u32 {
+        let d = clients
+            .publish("t", Message::binary(i.to_be_bytes().to_vec()))
+            .unwrap();
+        queued += d.cores as u64;
+        refused += d.dropped_cores as u64;
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        stalled.load(Ordering::SeqCst),
+        "published while the core was stalled"
+    );
+    assert!(refused > 0, "the inbox filled");
+    // Posted to both cores (a publisher off the cores does not know where members are); only
+    // the stalled one refuses.
+    assert_eq!(queued + refused, 2 * 70_000);
+    assert_eq!(clients.inbox_dropped() - dropped_before, refused);
+    assert_eq!(staller.frame().payload, b"unstalled");
+    // The member gets what was queued: increasing, no duplicates, no gaps but the refused.
+    let mut last = None;
+    for _ in 0..70_000 - refused {
+        let f = member.frame();
+        let n = u32::from_be_bytes(f.payload[..4].try_into().unwrap());
+        assert!(last.is_none_or(|l| n > l), "in order, once");
+        last = Some(n);
+    }
+    staller.close_cleanly();
+    member.close_cleanly();
+    case.finish();
+}

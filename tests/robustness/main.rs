@@ -15,7 +15,7 @@ mod b_broadcast;
 mod c_close;
 mod f_framing;
 mod h_handshake;
-mod p_process;
+pub(crate) mod p_process;
 mod r_limits;
 mod s_shutdown;
 mod soak;

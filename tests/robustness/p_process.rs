@@ -420,3 +420,84 @@ fn p11_release_profile_unwinds() {
     assert!(section.contains("\npanic = \"unwind\""), "{section}");
     assert!(!settings.contains(&"panic = \"abort\""));
 }
+
+/// An app with `/stall` (blocks its core for 800 ms on "stall", flagging it meanwhile) and
+/// `/sub` (subscribes to "t" and says which core it is on).
+pub(crate) fn stalling_app(stalled: Arc<std::sync::atomic::AtomicBool>) -> App {
+    base()
+        .ws("/stall", move |mut ws, _req| {
+            let stalled = Arc::clone(&stalled);
+            async move {
+                let _ = ws.send(Message::text(ws.id().to_string())).await;
+                while let Some(Ok(m)) = ws.recv().await {
+                    if m.as_text() == Some("stall") {
+                        // The fault: a handler that blocks its core (no await).
+                        stalled.store(true, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(800));
+                        stalled.store(false, Ordering::SeqCst);
+                        let _ = ws.send(Message::text("unstalled")).await;
+                    } else if m.is_close() {
+                        break;
+                    }
+                }
+            }
+        })
+        .ws("/sub", |mut ws, _req| async move {
+            ws.subscribe("t");
+            let _ = ws.send(Message::text(ws.id().to_string())).await;
+            while let Some(Ok(m)) = ws.recv().await {
+                if m.is_close() {
+                    break;
+                }
+                let _ = ws.send(m).await;
+            }
+        })
+        .build()
+        .unwrap()
+}
+
+/// The core named in an id's text (`core:serial`).
+pub(crate) fn core_of(id: &[u8]) -> String {
+    let id = String::from_utf8_lossy(id);
+    id.split(':').next().unwrap_or_default().to_owned()
+}
+
+/// P8: a handler blocking its core does not stall the other core: a connection there keeps
+/// round-tripping while the first core is blocked.
+#[test]
+fn p08_a_blocked_core_does_not_stall_the_others() {
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let case = Case::on(stalling_app(Arc::clone(&stalled)), 2, |s| s);
+    let mut staller = case.ws("/stall");
+    let blocked = core_of(&staller.frame().payload);
+    let mut other = (0..64)
+        .map(|_| {
+            let mut c = case.ws("/sub");
+            let core = core_of(&c.frame().payload);
+            (c, core)
+        })
+        .find(|(_, core)| *core != blocked)
+        .map(|(c, _)| c)
+        .expect("a connection on the other core");
+    staller.send(&frame(true, 1, b"stall"));
+    assert!(wait_until(ANSWER, || stalled.load(Ordering::SeqCst)));
+    let mut during = 0;
+    while stalled.load(Ordering::SeqCst) {
+        let t = std::time::Instant::now();
+        other.echo(&format!("during {during}"));
+        assert!(
+            t.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+        during += 1;
+    }
+    assert!(
+        during >= 5,
+        "round trips while the other core was blocked: {during}"
+    );
+    assert_eq!(staller.frame().payload, b"unstalled");
+    staller.close_cleanly();
+    other.close_cleanly();
+    case.finish();
+}
