@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 log() { printf 'setup.sh: %s\n' "$*" >&2; }
 
 # Debian packages the tests run for real; a missing one is installed, never skipped.
-apt_packages=(redis-server nats-server)
+apt_packages=(
+  redis-server nats-server # the broker tests (tests/broker_*.rs) and the cluster benchmark
+  g++                      # libFuzzer's C++ sources, built by cargo-fuzz (scripts/fuzz.sh)
+)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test ringsocket has, as CI runs it (.ci/run calls this script):
 #   formatting, clippy with warnings denied, docs with broken links denied, the test suite on
-#   io_uring and again on epoll (MONOIO_FORCE_LEGACY_DRIVER=1), the cross-process broker tests
-#   (features redis, nats: real redis-server and nats-server) on both drivers, and
+#   io_uring and again on epoll (MONOIO_FORCE_LEGACY_DRIVER=1) with the robustness battery
+#   (tests/robustness), the cross-process broker tests (features redis, nats: real
+#   redis-server and nats-server) on both drivers, a bounded fuzzing run of every parser, and
 #   Autobahn|Testsuite against the echo example on both drivers.
 # Usage: scripts/test.sh [--quick]   (--quick: Autobahn without the slow 9.* cases)
 set -euo pipefail
@@ -53,6 +54,9 @@ step "broker tests: two processes through redis-server and nats-server (io_uring
 broker_tests=(cargo test --features redis,nats --test broker_redis --test broker_nats)
 run_tests "${broker_tests[@]}"
 run_tests env MONOIO_FORCE_LEGACY_DRIVER=1 "${broker_tests[@]}"
+
+step "fuzz smoke run (scripts/fuzz.sh --smoke: 45 s per target)"
+scripts/fuzz.sh --smoke
 
 step "benchmark smoke run (scripts/bench.sh --quick)"
 scripts/bench.sh --quick

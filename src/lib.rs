@@ -45,7 +45,8 @@
 //!
 //! Every connection task and handler runs under `catch_unwind`: a panicking handler closes its
 //! own connection with 1011 and nothing else. Protocol violations close with the RFC's code
-//! (1002, 1007, 1008, 1009); bad handshakes get an HTTP status (400, 404, 405, 408, 426, 431).
+//! (1002, 1007, 1008, 1009); bad handshakes get an HTTP status (400, 404, 405, 408, 426, 431),
+//! and connections beyond `Server::max_connections` or `Server::max_handshakes` get 503.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
@@ -53,6 +54,8 @@ mod app;
 pub mod client;
 mod cluster;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod proto;
 mod server;

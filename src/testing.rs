@@ -349,6 +349,8 @@ impl InjectWs {
             drain_timeout: Duration::from_secs(10),
             backlog: 0,
             pin_threads: false,
+            max_connections: usize::MAX,
+            max_handshakes: usize::MAX,
         });
         monoio::spawn(conn::serve(
             server_end,

@@ -296,7 +296,7 @@ impl Clients {
     }
 
     /// Runs `f` on every core with that core's tracked connections, and resolves when all
-    /// have run it.
+    /// have run it. A call of `f` that panics is logged and the next connection is visited.
     pub fn for_each<F>(&self, f: F) -> impl Future<Output = ()> + 'static
     where
         F: Fn(&ClientHandle) + Send + Sync + 'static,
@@ -304,7 +304,14 @@ impl Clients {
         let f = Arc::new(f);
         let (tx, rx) = async_channel::unbounded::<()>();
         let asked = self.visit_all(move |clients| {
-            clients.iter().for_each(|c| f(c));
+            for client in clients {
+                // A callback that panics for one connection must not skip the others, nor
+                // unwind through the core's inbox task (which would stop the core).
+                let visit = std::panic::AssertUnwindSafe(|| f(client));
+                if std::panic::catch_unwind(visit).is_err() {
+                    tracing::error!(id = %client.id(), "for_each callback panicked");
+                }
+            }
             let _ = tx.try_send(());
         });
         async move {

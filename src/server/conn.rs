@@ -37,10 +37,29 @@ pub(crate) async fn serve<S: Conn>(
     core: Rc<CoreState>,
     config: Arc<ServerConfig>,
 ) {
+    let guard = core.enter(stream.as_raw_fd());
+    serve_entered(stream, guard, peer, app, core, config).await;
+}
+
+/// [`serve`] for a connection the accept loop has already counted (so the next accept's
+/// `max_handshakes` check sees it even before this task first runs).
+pub(crate) async fn serve_entered<S: Conn>(
+    stream: S,
+    guard: ConnGuard,
+    peer: Option<SocketAddr>,
+    app: App,
+    core: Rc<CoreState>,
+    config: Arc<ServerConfig>,
+) {
     let fd = stream.as_raw_fd();
-    let guard = core.enter(fd);
     let mut stream = stream;
     let cut = CutOnDrop::new(fd);
+    if core.shutting_down.get() {
+        // Accepted just before the shutdown but first run after the drain began: the drain
+        // has already cut the connections in their HTTP phase, and would not see this one
+        // blocked in its first read until the handshake deadline.
+        return;
+    }
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut first = true;
     loop {
@@ -69,6 +88,14 @@ pub(crate) async fn serve<S: Conn>(
             return;
         }
     }
+}
+
+/// A connection accepted while the server is full (`max_connections`, `max_handshakes`):
+/// 503 without reading its request, then closed.
+pub(crate) async fn refuse_busy<S: Conn>(stream: S, _guard: ConnGuard) {
+    let mut stream = stream;
+    let _cut = CutOnDrop::new(stream.as_raw_fd());
+    refuse(&mut stream, StatusCode::SERVICE_UNAVAILABLE, &[]).await;
 }
 
 /// One plain request. Returns whether the connection may serve another.
@@ -239,16 +266,31 @@ async fn upgrade<S: Conn>(
         Err(e) => return refuse(&mut stream, e.status(), e.response_headers()).await,
     };
     let options = app.ws_options();
-    if let Some(verify) = &options.verify_client {
-        if let Err(reply) = verify(&req) {
-            return answer_and_close(&mut stream, &reply).await;
+    // `verify_client` and `handle_protocols` are user code too: a panic in either is a 500.
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let verdict = options.verify_client.as_ref().map_or(Ok(()), |v| v(&req));
+        verdict.map(|()| pick_protocol(&handshake.protocols, &req, options))
+    }));
+    let protocol = match checked {
+        Ok(Ok(protocol)) => protocol,
+        Ok(Err(reply)) => return answer_and_close(&mut stream, &reply).await,
+        Err(payload) => {
+            tracing::error!(
+                path = req.path(),
+                "verify_client or handle_protocols panicked: {}",
+                panic_message(&*payload)
+            );
+            return answer_and_close(
+                &mut stream,
+                &HttpError::internal("Internal Server Error").into_reply(),
+            )
+            .await;
         }
-    }
+    };
     // Shutdown may have begun while the hooks ran.
     if core.shutting_down.get() {
         return refuse(&mut stream, StatusCode::SERVICE_UNAVAILABLE, &[]).await;
     }
-    let protocol = pick_protocol(&handshake.protocols, &req, options);
     let mut out = Vec::with_capacity(192);
     write_switching_protocols(&mut out, &handshake.accept, protocol.as_deref(), None);
     if write_bytes(&mut stream, out).await.is_err() {

@@ -36,6 +36,8 @@ pub(crate) struct ServerConfig {
     pub(crate) drain_timeout: Duration,
     pub(crate) backlog: i32,
     pub(crate) pin_threads: bool,
+    pub(crate) max_connections: usize,
+    pub(crate) max_handshakes: usize,
 }
 
 /// Builds and starts a server for an [`App`].
@@ -76,6 +78,8 @@ impl Server {
                 drain_timeout: Duration::from_secs(10),
                 backlog: 1024,
                 pin_threads: true,
+                max_connections: 65_536,
+                max_handshakes: 1024,
             },
             #[cfg(any(feature = "redis", feature = "nats"))]
             broker: None,
@@ -147,6 +151,25 @@ impl Server {
         self
     }
 
+    /// Most connections the server holds at once, all cores together, in either phase (HTTP
+    /// or WebSocket). A connection accepted beyond it is answered 503 and closed without its
+    /// request being read; the ones already open are not touched. Default 65,536.
+    #[must_use]
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.config.max_connections = connections.max(1);
+        self
+    }
+
+    /// Most connections each core keeps in their HTTP phase (reading a request head, running
+    /// upgrade hooks, serving plain requests) at once; more are answered 503 and closed, so a
+    /// flood of slow or stalled handshakes cannot grow a core's memory without bound.
+    /// Upgraded connections do not count. Default 1024 per core.
+    #[must_use]
+    pub fn max_handshakes(mut self, handshakes: usize) -> Self {
+        self.config.max_handshakes = handshakes.max(1);
+        self
+    }
+
     /// Listen backlog of each worker's socket. Default 1024.
     #[must_use]
     pub fn backlog(mut self, backlog: i32) -> Self {
@@ -191,6 +214,7 @@ impl Server {
         #[cfg(not(any(feature = "redis", feature = "nats")))]
         let link = None;
         let (cluster, inboxes) = Cluster::new(workers, link);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let clients = Clients::new(Arc::clone(&cluster));
         self.app.serve_with(clients.clone());
         for ((index, listener), inbox) in listeners.into_iter().enumerate().zip(inboxes) {
@@ -205,6 +229,7 @@ impl Server {
                 ready: ready_tx.clone(),
                 cluster: Arc::clone(&cluster),
                 inbox,
+                connections: Arc::clone(&connections),
             };
             threads.push(
                 std::thread::Builder::new()

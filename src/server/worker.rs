@@ -8,7 +8,10 @@ use std::{
     io,
     os::fd::{AsRawFd, RawFd},
     rc::{Rc, Weak},
-    sync::{mpsc, Arc},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc, Arc,
+    },
     task::{Poll, Waker},
     time::{Duration, Instant},
 };
@@ -36,6 +39,8 @@ pub(crate) struct WorkerContext {
     pub(crate) ready: mpsc::Sender<io::Result<Driver>>,
     pub(crate) cluster: Arc<Cluster>,
     pub(crate) inbox: async_channel::Receiver<CoreMsg>,
+    /// Connections open on every core together (for `max_connections`).
+    pub(crate) connections: Arc<AtomicUsize>,
 }
 
 /// What one core knows about the connections it owns.
@@ -51,6 +56,8 @@ pub(crate) struct CoreState {
     idle_waker: RefCell<Option<Waker>>,
     /// The liveness sweep's period while it runs (`None`: not running).
     sweep_period: Cell<Option<Duration>>,
+    /// Connections open on every core of the server together (a core of its own for inject).
+    total: Arc<AtomicUsize>,
 }
 
 impl CoreState {
@@ -63,7 +70,23 @@ impl CoreState {
             shutting_down: Cell::new(false),
             idle_waker: RefCell::new(None),
             sweep_period: Cell::new(None),
+            total: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// A core counting its connections in `total`, shared by every core of a server.
+    fn with_total(local: Rc<LocalCore>, total: Arc<AtomicUsize>) -> Self {
+        Self {
+            total,
+            ..Self::new(local)
+        }
+    }
+
+    /// Whether a newly accepted connection must be refused (503): the server is at
+    /// `max_connections`, or this core at `max_handshakes`.
+    fn is_full(&self, config: &ServerConfig) -> bool {
+        self.total.load(Ordering::Relaxed) >= config.max_connections
+            || self.handshaking.borrow().len() >= config.max_handshakes
     }
 
     /// A new connection id, naming this core.
@@ -75,12 +98,19 @@ impl CoreState {
 
     /// Counts a connection task for as long as the guard lives.
     pub(crate) fn enter(self: &Rc<Self>, fd: RawFd) -> ConnGuard {
+        let guard = self.enter_refused();
+        self.handshaking.borrow_mut().insert(guard.id, fd);
+        guard
+    }
+
+    /// Counts a connection that is only answered 503 and closed: it holds a descriptor for a
+    /// moment, but is not a handshake in progress.
+    pub(crate) fn enter_refused(self: &Rc<Self>) -> ConnGuard {
         self.active.set(self.active.get() + 1);
-        let id = self.next_id();
-        self.handshaking.borrow_mut().insert(id, fd);
+        self.total.fetch_add(1, Ordering::Relaxed);
         ConnGuard {
             core: Rc::clone(self),
-            id,
+            id: self.next_id(),
         }
     }
 
@@ -127,6 +157,7 @@ impl Drop for ConnGuard {
         self.core.local.remove(self.id);
         self.core.handshaking.borrow_mut().remove(&self.id);
         self.core.active.set(self.core.active.get() - 1);
+        self.core.total.fetch_sub(1, Ordering::Relaxed);
         if self.core.active.get() == 0 {
             if let Some(w) = self.core.idle_waker.borrow_mut().take() {
                 w.wake();
@@ -166,23 +197,52 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
     };
     let local = Rc::new(LocalCore::new(ctx.index, Arc::clone(&ctx.cluster)));
     set_current_core(Some(Rc::clone(&local)));
-    let core = Rc::new(CoreState::new(Rc::clone(&local)));
+    let core = Rc::new(CoreState::with_total(
+        Rc::clone(&local),
+        Arc::clone(&ctx.connections),
+    ));
     let inbox = monoio::spawn(drain_inbox(ctx.inbox.clone(), Rc::clone(&local)));
     let _ = ctx.ready.send(Ok(driver));
     tracing::debug!(worker = ctx.index, "accepting");
 
     let mut backoff_logged = Instant::now() - Duration::from_secs(60);
     loop {
-        let accepted = monoio::select! {
-            accepted = listener.accept() => accepted,
-            _ = ctx.shutdown.recv() => break,
+        let mut accept = std::pin::pin!(listener.accept());
+        let next = monoio::select! {
+            accepted = &mut accept => Some(accepted),
+            _ = ctx.shutdown.recv() => None,
+        };
+        let Some(accepted) = next else {
+            // The accept still in flight may already hold a connection (on io_uring an
+            // operation completes on its own): dropping it would leak that descriptor and
+            // leave its client hanging. Shutting the listener down ends the accept; a
+            // connection it took is closed here.
+            // SAFETY: the listener is alive; shutdown on its fd has no other effect.
+            unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
+            if let Ok((stream, _)) = accept.await {
+                drop(stream);
+            }
+            break;
         };
         match accepted {
+            Ok((stream, _)) if core.is_full(&ctx.config) => {
+                let task = conn::refuse_busy(stream, core.enter_refused());
+                monoio::spawn(async move {
+                    if let Err(payload) = CatchUnwind::new(task).await {
+                        tracing::error!(
+                            "refusal task panicked: {}",
+                            super::catch::panic_message(&*payload)
+                        );
+                    }
+                });
+            }
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                let guard = core.enter(stream.as_raw_fd());
                 // Boxed before the spawn, so the task does not also keep room for it.
-                let task = CatchUnwind::new(conn::serve(
+                let task = CatchUnwind::new(conn::serve_entered(
                     stream,
+                    guard,
                     Some(peer),
                     ctx.app.clone(),
                     Rc::clone(&core),
@@ -209,11 +269,6 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
             Err(e) => tracing::debug!(worker = ctx.index, "accept error: {e}"),
         }
     }
-    // The accept that select! dropped is still in flight and keeps the listener's fd open (on
-    // io_uring an operation owns its fd until it completes). Shutting the socket down ends
-    // that accept and stops the kernel from queueing new connections right now.
-    // SAFETY: the listener is alive until the drop below.
-    unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
     drop(listener);
     drain(&core, &ctx.app, &ctx.config).await;
     // Cancelled operations and deferred closes complete as completions that only a running
