@@ -68,7 +68,7 @@ pub use crate::{
     error::{Error, Result},
     server::{Driver, Server, ServerHandle, ShutdownTrigger},
     ws::{
-        BackpressurePolicy, ClientHandle, CloseFrame, CloseReport, Message, Utf8Bytes, WebSocket,
-        WsOptions,
+        BackpressurePolicy, ClientHandle, CloseFrame, CloseReport, DeflateMode, Message,
+        PerMessageDeflate, SendOptions, Utf8Bytes, WebSocket, WsOptions,
     },
 };

@@ -239,6 +239,17 @@ async fn upgrade<S: Conn>(
         Err(e) => return refuse(&mut stream, e.status(), e.response_headers()).await,
     };
     let options = app.ws_options();
+    let deflate = match (&options.per_message_deflate, &handshake.extensions) {
+        (Some(config), Some(offers)) => match proto::deflate::negotiate(offers, &config.policy()) {
+            Ok(agreed) => agreed,
+            Err(e) => {
+                tracing::debug!("refusing upgrade: {e}");
+                let e = proto::HandshakeError::InvalidExtensions;
+                return refuse(&mut stream, e.status(), e.response_headers()).await;
+            }
+        },
+        _ => None,
+    };
     if let Some(verify) = &options.verify_client {
         if let Err(reply) = verify(&req) {
             return answer_and_close(&mut stream, &reply).await;
@@ -250,7 +261,8 @@ async fn upgrade<S: Conn>(
     }
     let protocol = pick_protocol(&handshake.protocols, &req, options);
     let mut out = Vec::with_capacity(192);
-    write_switching_protocols(&mut out, &handshake.accept, protocol.as_deref(), None);
+    let extensions = deflate.as_ref().map(|agreed| agreed.response.as_str());
+    write_switching_protocols(&mut out, &handshake.accept, protocol.as_deref(), extensions);
     if write_bytes(&mut stream, out).await.is_err() {
         return;
     }
@@ -264,6 +276,7 @@ async fn upgrade<S: Conn>(
         req,
         protocol,
         options.clone(),
+        deflate,
         Rc::clone(core),
         guard,
     );
