@@ -30,7 +30,7 @@ Options:
   --legacy            run the server with MONOIO_FORCE_LEGACY_DRIVER=1 (epoll instead of io_uring);
                       also implied when MONOIO_FORCE_LEGACY_DRIVER is already set to 1/true/yes
   --server-cmd 'CMD'  test this server command instead of building the echo example; it gets
-                      `--port N --workers 2 --max-payload 16777216` appended and must print a line
+                      `--port N --workers 2 --max-payload 16777216` (and `--deflate`) appended and must print a line
                       containing `listening on` (split on whitespace; no shell quoting)
   --install-only      only install Autobahn|Testsuite (e.g. to warm a CI cache)
   -h, --help          show this help

@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 log() { printf 'setup.sh: %s\n' "$*" >&2; }
 
 # Debian packages the tests run for real; a missing one is installed, never skipped.
-apt_packages=()
+apt_packages=(
+  chromium     # scripts/interop.sh: headless Chromium, a real permessage-deflate client
+  python3-venv # scripts/interop.sh: the venv for Python websockets
+)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do

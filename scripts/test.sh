@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test ringsocket has, as CI runs it (.ci/run calls this script):
 #   formatting, clippy with warnings denied, docs with broken links denied, the test suite on
-#   io_uring and again on epoll (MONOIO_FORCE_LEGACY_DRIVER=1), and Autobahn|Testsuite
-#   against the echo example on both drivers.
+#   io_uring and again on epoll (MONOIO_FORCE_LEGACY_DRIVER=1), permessage-deflate interop with
+#   real clients (Python websockets, Node ws, headless Chromium), and Autobahn|Testsuite against
+#   the echo example on both drivers (1.* to 10.*, then 12.* and 13.* against `echo --deflate`).
 # Usage: scripts/test.sh [--quick]   (--quick: Autobahn without the slow 9.* cases)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,9 @@ run_tests cargo test --doc
 step "cargo test (epoll: MONOIO_FORCE_LEGACY_DRIVER=1)"
 run_tests env MONOIO_FORCE_LEGACY_DRIVER=1 cargo test --all-targets
 
+step "permessage-deflate interop: Python websockets, Node ws, Chromium (scripts/interop.sh)"
+scripts/interop.sh
+
 step "benchmark smoke run (scripts/bench.sh --quick)"
 scripts/bench.sh --quick
 
@@ -54,6 +58,12 @@ scripts/autobahn.sh "${quick[@]}"
 
 step "autobahn (epoll)"
 scripts/autobahn.sh --legacy "${quick[@]}"
+
+step "autobahn permessage-deflate 12.* 13.* against echo --deflate (io_uring)"
+scripts/autobahn.sh --deflate
+
+step "autobahn permessage-deflate 12.* 13.* against echo --deflate (epoll)"
+scripts/autobahn.sh --deflate --legacy
 
 echo
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i - 1); if ($(i) ~ /^failed;?$/) f += $(i - 1) } }

@@ -36,7 +36,11 @@ fn answer(options: WsOptions, offer: Option<&str>) -> Result<Option<String>, Str
 }
 
 /// Server options, the offer, and the answer expected (see [`answer`]).
-type Case<'a> = (&'a WsOptions, Option<&'a str>, Result<Option<&'a str>, &'a str>);
+type Case<'a> = (
+    &'a WsOptions,
+    Option<&'a str>,
+    Result<Option<&'a str>, &'a str>,
+);
 
 #[test]
 fn negotiation_answers() {
