@@ -7,7 +7,7 @@ mod deflate_support;
 
 use deflate_support::*;
 use flate2::Decompress;
-use ringsocket::{DeflateMode, PerMessageDeflate, WsOptions};
+use ringsocket::{DeflateMode, PerMessageDeflate, SendOptions, WsOptions};
 
 const BROWSER_OFFER: &str = "permessage-deflate; client_max_window_bits";
 
@@ -291,4 +291,75 @@ fn inflated_size_limit_is_exact() {
             "{len}"
         );
     }
+}
+
+#[test]
+fn shared_decompressor_when_clients_reset_their_context() {
+    let options = WsOptions::new().per_message_deflate(
+        PerMessageDeflate::new()
+            .threshold(16)
+            .client_no_context_takeover(true),
+    );
+    let server = echo_server(options);
+    let mut ws = Raw::connect(server.local_addr(), Some(BROWSER_OFFER));
+    assert_eq!(
+        ws.extensions().as_deref(),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    );
+    // A second connection: on the same core, it shares the decompressor; messages interleave.
+    let mut other = Raw::connect(server.local_addr(), Some(BROWSER_OFFER));
+    for i in 0..3 {
+        for (n, conn) in [&mut ws, &mut other].into_iter().enumerate() {
+            let message = text(500 + 100 * i + n);
+            conn.send(&masked(0xC1, &ClientDeflate::new().compress(&message)));
+            let echo = conn.frame();
+            assert_eq!(echo.b0, 0xC1);
+            let mut d = Decompress::new_with_window_bits(false, 15);
+            assert_eq!(inflate(&mut d, &echo.payload), message);
+        }
+    }
+    drop((ws, other));
+    server.shutdown();
+    server.wait();
+}
+
+#[test]
+fn send_with_compress_off_sends_plain() {
+    let app = ringsocket::App::builder()
+        .websocket(deflate_options(DeflateMode::Shared))
+        .ws("/", |mut ws, _req| async move {
+            while let Some(Ok(message)) = ws.recv().await {
+                let plain = SendOptions::new().compress(false);
+                if message.is_close()
+                    || ws.send_with(message.clone(), plain).await.is_err()
+                    || ws.send(message).await.is_err()
+                {
+                    break;
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let server = ringsocket::Server::new(app)
+        .workers(1)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let mut ws = Raw::connect(server.local_addr(), Some(BROWSER_OFFER));
+    let message = text(2000);
+    ws.send(&masked(0x81, &message));
+    // First uncompressed as asked, then compressed by default.
+    assert_eq!(
+        ws.frame(),
+        Frame {
+            b0: 0x81,
+            payload: message.clone()
+        }
+    );
+    let echo = ws.frame();
+    assert_eq!(echo.b0, 0xC1);
+    let mut d = Decompress::new_with_window_bits(false, 15);
+    assert_eq!(inflate(&mut d, &echo.payload), message);
+    drop(ws);
+    server.shutdown();
+    server.wait();
 }
