@@ -3,11 +3,12 @@
 //! corrupt data (1007) and the inflated-size limit (1009), with a raw client that compresses
 //! with flate2 on its own.
 
+mod common;
 mod deflate_support;
 
 use deflate_support::*;
 use flate2::Decompress;
-use ringsocket::{DeflateMode, PerMessageDeflate, SendOptions, WsOptions};
+use ringsocket::{DeflateMode, Message, PerMessageDeflate, SendOptions, WsOptions};
 
 const BROWSER_OFFER: &str = "permessage-deflate; client_max_window_bits";
 
@@ -362,4 +363,37 @@ fn send_with_compress_off_sends_plain() {
     drop(ws);
     server.shutdown();
     server.wait();
+}
+
+#[test]
+fn crate_client_speaks_deflate_in_both_modes() {
+    for mode in [DeflateMode::Shared, DeflateMode::Dedicated] {
+        let server = echo_server(deflate_options(mode));
+        let addr = server.local_addr();
+        common::block_on(async move {
+            let mut client = ringsocket::client::Client::builder(addr, "/")
+                .deflate(true)
+                .connect()
+                .await
+                .unwrap();
+            assert!(client.deflate());
+            for len in [0, 10, 1000, 100_000] {
+                let message = String::from_utf8(text(len)).unwrap();
+                client.send(Message::text(message.clone())).await.unwrap();
+                assert_eq!(
+                    client.recv().await.unwrap().unwrap(),
+                    Message::text(message)
+                );
+                let binary = bytes::Bytes::from(text(len));
+                client.send(Message::Binary(binary.clone())).await.unwrap();
+                assert_eq!(
+                    client.recv().await.unwrap().unwrap(),
+                    Message::Binary(binary)
+                );
+            }
+            client.close(1000, "").await.unwrap();
+        });
+        server.shutdown();
+        server.wait();
+    }
 }
