@@ -274,8 +274,9 @@ impl WsOptions {
     /// Enables permessage-deflate (RFC 7692; `ws`'s `perMessageDeflate`) with these options.
     /// Clients that offer it get compressed messages (above the threshold, unless sent with
     /// [`SendOptions::compress`](crate::SendOptions::compress) off) and may send compressed
-    /// ones; [`max_payload`](Self::max_payload) then bounds the inflated size, checked while
-    /// inflating (1009), and data that does not inflate closes with 1007. With it enabled, a
+    /// ones; [`max_payload`](Self::max_payload) then bounds both the compressed and the
+    /// inflated size, the latter checked while inflating (1009: a message that claims more is
+    /// never inflated past the limit), and data that does not inflate closes with 1007. With it enabled, a
     /// `Sec-WebSocket-Extensions` header that breaks RFC 6455's grammar is refused with 400.
     /// Default: off (offers are ignored and the header is not read).
     #[must_use]

@@ -163,3 +163,20 @@ fn corrupt_data_is_1007() {
         );
     }
 }
+
+#[test]
+fn random_input_never_panics_or_overgrows() {
+    let mut rng = fastrand::Rng::with_seed(1951);
+    for _ in 0..2000 {
+        let mut data = vec![0u8; rng.usize(0..200)];
+        rng.fill(&mut data);
+        // Bias some inputs towards valid block headers.
+        if let Some(first) = data.first_mut() {
+            *first &= if rng.bool() { 0xfe } else { 0xff };
+        }
+        let limit = rng.usize(0..5000);
+        if let Ok(out) = Inflater::new(rng.bool()).inflate(&data, limit) {
+            assert!(out.len() <= limit);
+        }
+    }
+}

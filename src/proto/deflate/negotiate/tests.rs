@@ -274,3 +274,21 @@ fn grammar() {
         );
     }
 }
+
+#[test]
+fn random_headers_never_panic() {
+    let alphabet = b"permessage-deflate;,= \t\"\\89015_xsc";
+    let mut rng = fastrand::Rng::with_seed(7692);
+    for _ in 0..20_000 {
+        let len = rng.usize(0..60);
+        let header: String = (0..len)
+            .map(|_| char::from(alphabet[rng.usize(..alphabet.len())]))
+            .collect();
+        if let Ok(Some(a)) = negotiate(&header, &DeflatePolicy::default()) {
+            // Whatever is accepted answers with a header we parse back to one extension.
+            let back = parse_extensions(&a.response).unwrap();
+            assert_eq!(back.len(), 1, "{header:?}");
+            assert!((9..=15).contains(&a.server_max_window_bits), "{header:?}");
+        }
+    }
+}
