@@ -231,7 +231,6 @@ pub fn negotiate(
 #[derive(Default)]
 struct Offer {
     server_no_context_takeover: bool,
-    client_no_context_takeover: bool,
     server_max_window_bits: Option<u8>,
     /// `Some(None)`: offered without a value.
     client_max_window_bits: Option<Option<u8>>,
@@ -264,7 +263,8 @@ fn read_offer(params: &[(String, Option<String>)]) -> Option<Offer> {
         }
         match (index, value) {
             (0, None) => offer.server_no_context_takeover = true,
-            (1, None) => offer.client_no_context_takeover = true,
+            // A hint only (RFC 7692 §7.1.1.2): valid, but it binds the client to nothing.
+            (1, None) => {}
             (2, Some(v)) => offer.server_max_window_bits = Some(window_bits(v)?),
             (3, None) => offer.client_max_window_bits = Some(None),
             (3, Some(v)) => offer.client_max_window_bits = Some(Some(window_bits(v)?)),
