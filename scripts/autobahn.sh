@@ -25,8 +25,8 @@ Options:
   --quick             skip the slow 9.* performance cases
   --update            rewrite the expected-results entries of the selected cases from this run
   --deflate           run the echo example with --deflate (permessage-deflate) and, unless --cases
-                      is given, the permessage-deflate cases 12.* and 13.* (wstest offers the
-                      extension in those cases only; the others are the same with or without it)
+                      is given, the full suite: the cases above plus 12.* and 13.* (the
+                      permessage-deflate cases, the only ones in which wstest offers the extension)
   --legacy            run the server with MONOIO_FORCE_LEGACY_DRIVER=1 (epoll instead of io_uring);
                       also implied when MONOIO_FORCE_LEGACY_DRIVER is already set to 1/true/yes
   --server-cmd 'CMD'  test this server command instead of building the echo example; it gets
@@ -329,7 +329,7 @@ spec=$work_dir/spec.json
 spec_args=(--template "$SPEC_TEMPLATE" --out "$spec" --url "ws://127.0.0.1:$port" --outdir "$outdir")
 if ((deflate)); then
   SERVER_ARGS+=(--deflate)
-  if [[ -z $cases ]]; then cases='12.*,13.*'; fi
+  if [[ -z $cases ]]; then cases='1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,12.*,13.*'; fi
 fi
 if [[ -n $cases ]]; then spec_args+=(--cases "$cases"); fi
 if ((quick)); then spec_args+=(--quick); fi
