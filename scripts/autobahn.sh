@@ -24,10 +24,13 @@ Options:
                       1.* 2.* 3.* 4.* 5.* 6.* 7.* 9.* 10.*  (e.g. --cases '5.*,7.1.6')
   --quick             skip the slow 9.* performance cases
   --update            rewrite the expected-results entries of the selected cases from this run
+  --deflate           run the echo example with --deflate (permessage-deflate) and, unless --cases
+                      is given, the full suite: the cases above plus 12.* and 13.* (the
+                      permessage-deflate cases, the only ones in which wstest offers the extension)
   --legacy            run the server with MONOIO_FORCE_LEGACY_DRIVER=1 (epoll instead of io_uring);
                       also implied when MONOIO_FORCE_LEGACY_DRIVER is already set to 1/true/yes
   --server-cmd 'CMD'  test this server command instead of building the echo example; it gets
-                      `--port N --workers 2 --max-payload 16777216` appended and must print a line
+                      `--port N --workers 2 --max-payload 16777216` (and `--deflate`) appended and must print a line
                       containing `listening on` (split on whitespace; no shell quoting)
   --install-only      only install Autobahn|Testsuite (e.g. to warm a CI cache)
   -h, --help          show this help
@@ -74,6 +77,7 @@ SERVER_ARGS=(--workers 2 --max-payload 16777216)
 # Options
 
 cases=
+deflate=0
 quick=0
 update=0
 install_only=0
@@ -102,6 +106,7 @@ while [[ $# -gt 0 ]]; do
       shift
       ;;
     --quick) quick=1 && shift ;;
+    --deflate) deflate=1 && shift ;;
     --update) update=1 && shift ;;
     --legacy) legacy=1 && shift ;;
     --install-only) install_only=1 && shift ;;
@@ -322,6 +327,10 @@ outdir=$REPORT_DIR/reports
 rm -rf "$outdir" "$REPORT_DIR/server.log" "$REPORT_DIR/wstest.log" "$REPORT_DIR/spec.json"
 spec=$work_dir/spec.json
 spec_args=(--template "$SPEC_TEMPLATE" --out "$spec" --url "ws://127.0.0.1:$port" --outdir "$outdir")
+if ((deflate)); then
+  SERVER_ARGS+=(--deflate)
+  if [[ -z $cases ]]; then cases='1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,12.*,13.*'; fi
+fi
 if [[ -n $cases ]]; then spec_args+=(--cases "$cases"); fi
 if ((quick)); then spec_args+=(--quick); fi
 python3 "$HELPER" spec "${spec_args[@]}"

@@ -11,6 +11,8 @@ log() { printf 'setup.sh: %s\n' "$*" >&2; }
 apt_packages=(
   redis-server nats-server # the broker tests (tests/broker_*.rs) and the cluster benchmark
   g++                      # libFuzzer's C++ sources, built by cargo-fuzz (scripts/fuzz.sh)
+  chromium     # scripts/interop.sh: headless Chromium, a real permessage-deflate client
+  python3-venv # scripts/interop.sh: the venv for Python websockets
 )
 
 missing=()

@@ -3,8 +3,10 @@
 #   formatting, clippy with warnings denied, docs with broken links denied, the test suite on
 #   io_uring and again on epoll (MONOIO_FORCE_LEGACY_DRIVER=1) with the robustness battery
 #   (tests/robustness), the cross-process broker tests (features redis, nats: real
-#   redis-server and nats-server) on both drivers, a bounded fuzzing run of every parser, and
-#   Autobahn|Testsuite against the echo example on both drivers.
+#   redis-server and nats-server) on both drivers, a bounded fuzzing run of every parser,
+#   permessage-deflate interop with real clients (Python websockets, Node ws, headless
+#   Chromium), and Autobahn|Testsuite against the echo example on both drivers (1.* to 10.*
+#   against `echo`, then the full suite 1.* to 13.* against `echo --deflate`).
 # Usage: scripts/test.sh [--quick]   (--quick: Autobahn without the slow 9.* cases)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +60,9 @@ run_tests env MONOIO_FORCE_LEGACY_DRIVER=1 "${broker_tests[@]}"
 step "fuzz smoke run (scripts/fuzz.sh --smoke: 45 s per target)"
 scripts/fuzz.sh --smoke
 
+step "permessage-deflate interop: Python websockets, Node ws, Chromium (scripts/interop.sh)"
+scripts/interop.sh
+
 step "benchmark smoke run (scripts/bench.sh --quick)"
 scripts/bench.sh --quick
 
@@ -66,6 +71,12 @@ scripts/autobahn.sh "${quick[@]}"
 
 step "autobahn (epoll)"
 scripts/autobahn.sh --legacy "${quick[@]}"
+
+step "autobahn 1.* to 13.* against echo --deflate (io_uring; 12.* and 13.* take about 10 minutes)"
+scripts/autobahn.sh --deflate "${quick[@]}"
+
+step "autobahn 1.* to 13.* against echo --deflate (epoll; 12.* and 13.* take about 10 minutes)"
+scripts/autobahn.sh --deflate --legacy "${quick[@]}"
 
 echo
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i - 1); if ($(i) ~ /^failed;?$/) f += $(i - 1) } }

@@ -1,5 +1,6 @@
 //! A WebSocket client on monoio: masks its frames, validates the server's handshake, answers
-//! pings. Used by the tests and the benchmark; it talks to any RFC 6455 server.
+//! pings, and optionally speaks permessage-deflate. Used by the tests and the benchmark; it
+//! talks to any RFC 6455 server.
 //!
 //! ```no_run
 //! # async fn demo() -> ringsocket::Result<()> {
@@ -24,11 +25,17 @@ use monoio::{
 
 use crate::{
     proto::{
-        accept_key, close::encode_close_payload, encode_frame, generate_key, Decoder,
-        DecoderConfig, Message as Frame, OpCode,
+        accept_key,
+        close::encode_close_payload,
+        deflate::{parse_extensions, Deflater, Inflater, MIN_WINDOW_BITS, PERMESSAGE_DEFLATE},
+        encode_frame, generate_key, Decoder, DecoderConfig, Message as Frame, OpCode,
+        ProtocolError,
     },
     Error, Message, Result,
 };
+
+/// The offer [`ClientBuilder::deflate`] sends: what browsers send.
+const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
 
 /// Options for one connection; see [`Client::builder`] and [`Client::builder_on`].
 #[derive(Debug)]
@@ -40,9 +47,20 @@ pub struct ClientBuilder<S = TcpStream> {
     headers: Vec<(String, String)>,
     protocols: Vec<String>,
     max_message_size: usize,
+    deflate: bool,
 }
 
 impl<S> ClientBuilder<S> {
+    /// Offers permessage-deflate as browsers do (`permessage-deflate; client_max_window_bits`).
+    /// If the server accepts, text and binary messages are sent compressed (when that makes
+    /// them smaller) and compressed messages are inflated, up to
+    /// [`max_message_size`](Self::max_message_size). Default off.
+    #[must_use]
+    pub fn deflate(mut self, on: bool) -> Self {
+        self.deflate = on;
+        self
+    }
+
     /// Adds a request header.
     #[must_use]
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -108,6 +126,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientBuilder<S> {
         for (name, value) in &self.headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
+        if self.deflate {
+            request.push_str(&format!("Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n"));
+        }
         request.push_str("\r\n");
         let (res, _) = stream.write_all(request.into_bytes()).await;
         res?;
@@ -149,10 +170,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientBuilder<S> {
         {
             return Err(Error::Handshake("wrong Sec-WebSocket-Accept".into()));
         }
+        let deflate = accepted_deflate(&response, self.deflate)?;
         let decoder = Decoder::new(DecoderConfig {
             max_message_size: self.max_message_size,
+            allow_rsv1: deflate.is_some(),
             ..DecoderConfig::client()
         });
+        let (deflater, inflater) =
+            deflate.map_or((None, None), |(ours, theirs)| (Some(ours), Some(theirs)));
         Ok(Client {
             stream,
             buf,
@@ -160,8 +185,56 @@ impl<S: AsyncReadRent + AsyncWriteRent> ClientBuilder<S> {
             out: BytesMut::with_capacity(4096),
             response,
             close_sent: false,
+            max_message_size: self.max_message_size,
+            deflater,
+            inflater,
+            scratch: Vec::new(),
         })
     }
+}
+
+/// The compressor and decompressor for the permessage-deflate answer in `response`, if the
+/// server accepted the offer; an error for an answer the offer did not allow.
+fn accepted_deflate(
+    response: &http::Response<()>,
+    offered: bool,
+) -> Result<Option<(Deflater, Inflater)>> {
+    let mut values = response
+        .headers()
+        .get_all("sec-websocket-extensions")
+        .iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bad = |why: &str| Error::Handshake(format!("Sec-WebSocket-Extensions: {why}"));
+    if values.next().is_some() || !offered {
+        return Err(bad("not what was offered"));
+    }
+    let value = value.to_str().map_err(|_| bad("not text"))?;
+    let extensions = parse_extensions(value).map_err(|e| bad(&e.to_string()))?;
+    let [extension] = &extensions[..] else {
+        return Err(bad("not what was offered"));
+    };
+    if !extension.name.eq_ignore_ascii_case(PERMESSAGE_DEFLATE) {
+        return Err(bad("not what was offered"));
+    }
+    let (mut server_reset, mut client_reset, mut client_bits) = (false, false, 15);
+    for (name, value) in &extension.params {
+        let bits = value.as_deref().and_then(|v| v.parse::<u8>().ok());
+        match (name.as_str(), bits) {
+            ("server_no_context_takeover", None) if value.is_none() => server_reset = true,
+            ("client_no_context_takeover", None) if value.is_none() => client_reset = true,
+            // Our decompressor takes any window.
+            ("server_max_window_bits", Some(8..=15)) => {}
+            // zlib cannot compress with 8 bits.
+            ("client_max_window_bits", Some(bits @ MIN_WINDOW_BITS..=15)) => client_bits = bits,
+            _ => return Err(bad(&format!("unsupported parameter {name}"))),
+        }
+    }
+    Ok(Some((
+        Deflater::new(client_bits, 1, client_reset),
+        Inflater::new(server_reset),
+    )))
 }
 
 /// A connected WebSocket client, over TCP or any stream given to [`Client::builder_on`].
@@ -173,6 +246,11 @@ pub struct Client<S = TcpStream> {
     out: BytesMut,
     response: http::Response<()>,
     close_sent: bool,
+    max_message_size: usize,
+    /// permessage-deflate, when the server accepted it.
+    deflater: Option<Deflater>,
+    inflater: Option<Inflater>,
+    scratch: Vec<u8>,
 }
 
 impl Client<TcpStream> {
@@ -186,6 +264,7 @@ impl Client<TcpStream> {
             headers: Vec::new(),
             protocols: Vec::new(),
             max_message_size: DecoderConfig::client().max_message_size,
+            deflate: false,
         }
     }
 
@@ -211,12 +290,18 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             headers: Vec::new(),
             protocols: Vec::new(),
             max_message_size: DecoderConfig::client().max_message_size,
+            deflate: false,
         }
     }
 
     /// The server's handshake response.
     pub fn response(&self) -> &http::Response<()> {
         &self.response
+    }
+
+    /// Whether permessage-deflate was negotiated.
+    pub fn deflate(&self) -> bool {
+        self.deflater.is_some()
     }
 
     /// The subprotocol the server chose, if any.
@@ -247,6 +332,15 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 return self.close(code, reason).await;
             }
         };
+        if let Some(deflater) = self.deflater.as_mut().filter(|_| !opcode.is_control()) {
+            self.scratch.clear();
+            if deflater.compress(payload, &mut self.scratch) {
+                let compressed = std::mem::take(&mut self.scratch);
+                let sent = self.send_frame_rsv1(true, true, opcode, &compressed).await;
+                self.scratch = compressed;
+                return sent;
+            }
+        }
         self.send_frame(true, opcode, payload).await
     }
 
@@ -256,11 +350,27 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     ///
     /// I/O errors.
     pub async fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<()> {
+        self.send_frame_rsv1(fin, false, opcode, payload).await
+    }
+
+    /// Sends one frame with the given FIN and RSV1 bits (RSV1: permessage-deflate's
+    /// "compressed", for tests that compress or break the rules themselves).
+    ///
+    /// # Errors
+    ///
+    /// I/O errors.
+    pub async fn send_frame_rsv1(
+        &mut self,
+        fin: bool,
+        rsv1: bool,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<()> {
         self.out.clear();
         encode_frame(
             &mut self.out,
             fin,
-            false,
+            rsv1,
             opcode,
             Some(fastrand::u32(..).to_ne_bytes()),
             payload,
@@ -314,7 +424,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                             }
                         }
                     }
-                    return Some(Ok(frame.into()));
+                    return Some(self.inflate(frame).map(Message::from));
                 }
                 Ok(None) if self.decoder.is_closed() => return None,
                 Ok(None) => {}
@@ -339,6 +449,31 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 Err(_) => return false,
             }
         }
+    }
+
+    /// Inflates a compressed message (checking compressed text is UTF-8, which the decoder
+    /// could not).
+    fn inflate(&mut self, frame: Frame) -> Result<Frame> {
+        let Some(inflater) = self
+            .inflater
+            .as_mut()
+            .filter(|_| self.decoder.last_message_compressed())
+        else {
+            return Ok(frame);
+        };
+        Ok(match frame {
+            Frame::Text(data) => {
+                let text = inflater.inflate(&data, self.max_message_size)?;
+                if simdutf8::basic::from_utf8(&text).is_err() {
+                    return Err(ProtocolError::InvalidUtf8.into());
+                }
+                Frame::Text(text.into())
+            }
+            Frame::Binary(data) => {
+                Frame::Binary(inflater.inflate(&data, self.max_message_size)?.into())
+            }
+            other => other,
+        })
     }
 
     async fn flush_out(&mut self) -> Result<()> {

@@ -26,12 +26,13 @@
 //!
 //! # Layout
 //!
-//! - [`proto`]: RFC 6455, sans-IO: frame headers, masking, incremental UTF-8, close codes,
-//!   message assembly, handshake validation. Byte slices in, values out; no sockets.
+//! - [`proto`]: RFC 6455 and RFC 7692, sans-IO: frame headers, masking, incremental UTF-8,
+//!   close codes, message assembly, handshake validation, permessage-deflate. Byte slices in,
+//!   values out; no sockets.
 //! - `http`: the HTTP/1.1 request head (incremental, bounded) and responses.
 //! - `app`: the Fastify-like surface: [`App`], routes, [`Request`]. Runtime-agnostic.
 //! - `ws`: the [`WebSocket`] handle handlers get, and the per-connection state it shares with
-//!   the driver (queues, close handshake, accounting).
+//!   the driver (queues, close handshake, accounting, where deflate contexts live).
 //! - `server`: the only module that knows monoio, threads and sockets: [`Server`], workers,
 //!   accept loop, the connection driver, graceful shutdown.
 //! - [`client`]: a WebSocket client on monoio, used by tests and the benchmark.
@@ -80,7 +81,7 @@ pub use crate::{
     error::{Error, Result},
     server::{Driver, Server, ServerHandle, ShutdownTrigger},
     ws::{
-        BackpressurePolicy, ClientHandle, CloseFrame, CloseReport, Message, Utf8Bytes, WebSocket,
-        WsOptions,
+        BackpressurePolicy, ClientHandle, CloseFrame, CloseReport, DeflateMode, Message,
+        PerMessageDeflate, SendOptions, Utf8Bytes, WebSocket, WsOptions,
     },
 };

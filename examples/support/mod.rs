@@ -12,20 +12,31 @@ pub struct Args {
     pub port: u16,
     pub workers: Option<usize>,
     extra: Vec<(String, String)>,
+    switches: Vec<String>,
 }
 
 impl Args {
     /// Parses the command line; `extra` names the example's own flags (each takes a value).
     /// A bad or unknown flag prints the usage and exits with status 2.
     pub fn parse(name: &str, extra: &[&str]) -> Self {
+        Self::parse_with_switches(name, extra, &[])
+    }
+
+    /// As [`parse`](Self::parse), with `switches`: the example's own flags that take no value.
+    pub fn parse_with_switches(name: &str, extra: &[&str], switches: &[&str]) -> Self {
         let mut args = Args {
             host: "127.0.0.1".into(),
             port: 3000,
             workers: None,
             extra: Vec::new(),
+            switches: Vec::new(),
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
+            if switches.contains(&flag.as_str()) {
+                args.switches.push(flag);
+                continue;
+            }
             let value = it
                 .next()
                 .unwrap_or_else(|| usage(name, extra, &format!("{flag} needs a value")));
@@ -48,6 +59,11 @@ impl Args {
             }
         }
         args
+    }
+
+    /// Whether one of the example's own switches was given.
+    pub fn has(&self, switch: &str) -> bool {
+        self.switches.iter().any(|s| s == switch)
     }
 
     /// The value of one of the example's own flags, parsed; exits with the usage if invalid.

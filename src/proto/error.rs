@@ -66,18 +66,22 @@ pub enum ProtocolError {
     /// A close frame's reason was not valid UTF-8.
     #[error("close reason is not valid UTF-8")]
     InvalidCloseReason,
+    /// A permessage-deflate message did not inflate: not deflate data, or data after a final
+    /// block.
+    #[error("compressed message is not valid deflate data")]
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// The close code to send when closing the connection because of this error.
     ///
-    /// 1007 for invalid UTF-8 (in a message or a close reason), 1009 for an oversized
-    /// message, 1008 for too many fragments (a policy limit, not a protocol rule), and
+    /// 1007 for invalid UTF-8 (in a message or a close reason) and for compressed data that
+    /// does not inflate, 1009 for an oversized message (inflated size included), 1008 for too many fragments (a policy limit, not a protocol rule), and
     /// 1002 for every protocol violation.
     #[must_use]
     pub fn close_code(&self) -> u16 {
         match self {
-            Self::InvalidUtf8 | Self::InvalidCloseReason => 1007,
+            Self::InvalidUtf8 | Self::InvalidCloseReason | Self::InvalidCompressedData => 1007,
             Self::MessageTooBig { .. } => 1009,
             Self::TooManyFragments { .. } => 1008,
             _ => 1002,
@@ -116,6 +120,10 @@ pub enum HandshakeError {
     /// Sec-WebSocket-Protocol had an empty entry or one that is not an RFC 7230 token (400).
     #[error("invalid Sec-WebSocket-Protocol")]
     InvalidProtocols,
+    /// Sec-WebSocket-Extensions did not follow RFC 6455 §9.1's grammar (400). Checked only
+    /// when permessage-deflate is enabled, as `ws` does.
+    #[error("invalid Sec-WebSocket-Extensions")]
+    InvalidExtensions,
 }
 
 impl HandshakeError {
@@ -149,6 +157,7 @@ mod tests {
     fn protocol_close_codes() {
         assert_eq!(ProtocolError::InvalidUtf8.close_code(), 1007);
         assert_eq!(ProtocolError::InvalidCloseReason.close_code(), 1007);
+        assert_eq!(ProtocolError::InvalidCompressedData.close_code(), 1007);
         let big = ProtocolError::MessageTooBig { size: 2, limit: 1 };
         assert_eq!(big.close_code(), 1009);
         let many = ProtocolError::TooManyFragments { limit: 1 };

@@ -14,11 +14,14 @@
 //! - [`mask`]: payload masking, with a word-at-a-time fast path and its byte-wise twin.
 //! - [`utf8`]: incremental UTF-8 validation for text that arrives in pieces.
 //! - [`close`]: close codes and close frame payloads.
+//! - [`deflate`]: permessage-deflate (RFC 7692): negotiation, and bounded compression and
+//!   inflation of whole messages.
 //! - [`error`]: [`ProtocolError`] (each knows the close code it earns) and [`HandshakeError`]
 //!   (each knows its HTTP status).
 
 pub mod close;
 pub mod decoder;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;

@@ -266,6 +266,17 @@ async fn upgrade<S: Conn>(
         Err(e) => return refuse(&mut stream, e.status(), e.response_headers()).await,
     };
     let options = app.ws_options();
+    let deflate = match (&options.per_message_deflate, &handshake.extensions) {
+        (Some(config), Some(offers)) => match proto::deflate::negotiate(offers, &config.policy()) {
+            Ok(agreed) => agreed,
+            Err(e) => {
+                tracing::debug!("refusing upgrade: {e}");
+                let e = proto::HandshakeError::InvalidExtensions;
+                return refuse(&mut stream, e.status(), e.response_headers()).await;
+            }
+        },
+        _ => None,
+    };
     // `verify_client` and `handle_protocols` are user code too: a panic in either is a 500.
     let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let verdict = options.verify_client.as_ref().map_or(Ok(()), |v| v(&req));
@@ -292,7 +303,8 @@ async fn upgrade<S: Conn>(
         return refuse(&mut stream, StatusCode::SERVICE_UNAVAILABLE, &[]).await;
     }
     let mut out = Vec::with_capacity(192);
-    write_switching_protocols(&mut out, &handshake.accept, protocol.as_deref(), None);
+    let extensions = deflate.as_ref().map(|agreed| agreed.response.as_str());
+    write_switching_protocols(&mut out, &handshake.accept, protocol.as_deref(), extensions);
     if write_bytes(&mut stream, out).await.is_err() {
         return;
     }
@@ -308,6 +320,7 @@ async fn upgrade<S: Conn>(
         req,
         protocol,
         options.clone(),
+        deflate,
         Rc::clone(core),
         guard,
     ));

@@ -25,8 +25,9 @@ use super::{
 use crate::{
     app::{Request, WsHandlerFn},
     cluster::{local::LocalCore, ClientId},
-    proto::{Decoder, DecoderConfig, Message as Frame},
+    proto::{deflate::DeflateAgreement, Decoder, DecoderConfig, Message as Frame, ProtocolError},
     ws::{
+        deflate::{RecvInflate, SendDeflate},
         shared::{Shared, SharedRef, WriteJob},
         WebSocket, WsOptions,
     },
@@ -56,6 +57,7 @@ pub(crate) async fn run<S: Conn>(
     req: Request,
     protocol: Option<String>,
     options: WsOptions,
+    deflate: Option<DeflateAgreement>,
     core: Rc<CoreState>,
     guard: ConnGuard,
 ) {
@@ -64,13 +66,25 @@ pub(crate) async fn run<S: Conn>(
         max_message_size: options.max_payload,
         max_fragments: options.get_max_fragments(),
         validate_utf8: !options.skip_utf8_validation,
+        allow_rsv1: deflate.is_some(),
         ..DecoderConfig::server()
     });
+    let inbound = Inbound {
+        decoder,
+        inflate: deflate.as_ref().map(RecvInflate::new),
+        max_payload: options.max_payload,
+        validate_utf8: !options.skip_utf8_validation,
+    };
+    let send_deflate = deflate
+        .as_ref()
+        .zip(options.per_message_deflate.as_ref())
+        .map(|(agreed, config)| SendDeflate::new(agreed, config));
     let close_timeout = options.close_timeout;
     let tracked = options.client_tracking;
     let error_handler = options.error_handler.clone();
     let liveness = options.liveness_period();
     let shared = Shared::new(options);
+    shared.borrow_mut().deflate = send_deflate;
     shared.borrow_mut().attach(
         socket_cutter(fd),
         close_timer(Rc::downgrade(&shared), close_timeout),
@@ -117,7 +131,7 @@ pub(crate) async fn run<S: Conn>(
         }
     }
 
-    read_loop(reader, buf, decoder, &shared, on_protocol_error).await;
+    read_loop(reader, buf, inbound, &shared, on_protocol_error).await;
     shared.borrow_mut().set_reader_done();
     if let Err(payload) = writer.await {
         tracing::error!("writer panicked: {}", panic_message(&*payload));
@@ -236,7 +250,7 @@ fn is_reported_protocol_error(err: &crate::BoxError, shared: &SharedRef) -> bool
 async fn read_loop<S: Conn>(
     mut reader: OwnedReadHalf<S>,
     mut buf: BytesMut,
-    mut decoder: Decoder,
+    mut inbound: Inbound,
     shared: &SharedRef,
     on_protocol_error: Option<ProtocolErrorReport>,
 ) {
@@ -255,7 +269,7 @@ async fn read_loop<S: Conn>(
             if shared.borrow().terminated {
                 return;
             }
-            match decoder.decode(&mut buf) {
+            match inbound.next(&mut buf) {
                 Ok(Some(frame)) => match frame {
                     Frame::Ping(payload) => shared.borrow_mut().on_ping(payload),
                     Frame::Pong(_) => {}
@@ -292,7 +306,7 @@ async fn read_loop<S: Conn>(
             }
         }
         let spare = buf.capacity() - buf.len();
-        let needed = decoder.wanted();
+        let needed = inbound.decoder.wanted();
         let want = if needed > buf.len() {
             // The rest of a large frame, in one read when it fits.
             (needed - buf.len()).clamp(READ_CHUNK, MAX_FRAME_READ)
@@ -322,6 +336,39 @@ async fn read_loop<S: Conn>(
                 shared.borrow_mut().heard(read_at);
             }
         }
+    }
+}
+
+/// The read side's protocol state: the frame decoder and, with permessage-deflate, the
+/// decompressor.
+struct Inbound {
+    decoder: Decoder,
+    inflate: Option<RecvInflate>,
+    max_payload: usize,
+    validate_utf8: bool,
+}
+
+impl Inbound {
+    /// The next message from `buf`, inflated if it was compressed.
+    fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        let Some(frame) = self.decoder.decode(buf)? else {
+            return Ok(None);
+        };
+        let inflate = match &mut self.inflate {
+            Some(inflate) if self.decoder.last_message_compressed() => inflate,
+            _ => return Ok(Some(frame)),
+        };
+        Ok(Some(match frame {
+            Frame::Text(data) => {
+                let text = inflate.inflate(&data, self.max_payload)?;
+                if self.validate_utf8 && simdutf8::basic::from_utf8(&text).is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                Frame::Text(text)
+            }
+            Frame::Binary(data) => Frame::Binary(inflate.inflate(&data, self.max_payload)?),
+            other => other,
+        }))
     }
 }
 

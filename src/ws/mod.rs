@@ -6,13 +6,15 @@
 //! The driver in `server` does the reading and writing.
 
 mod client_handle;
+pub(crate) mod deflate;
 mod message;
 pub(crate) mod options;
 pub(crate) mod shared;
 mod socket;
 
 pub use client_handle::ClientHandle;
+pub use deflate::{DeflateMode, PerMessageDeflate};
 pub use message::{CloseFrame, Message, Utf8Bytes};
 pub use options::{BackpressurePolicy, WsOptions};
 pub use shared::CloseReport;
-pub use socket::WebSocket;
+pub use socket::{SendOptions, WebSocket};

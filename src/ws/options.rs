@@ -4,7 +4,7 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use crate::{
     app::{BoxError, BuildError, LocalFuture, Reply, Request},
-    ws::{ClientHandle, WebSocket},
+    ws::{ClientHandle, PerMessageDeflate, WebSocket},
 };
 
 pub(crate) type VerifyClientFn = Arc<dyn Fn(&Request) -> Result<(), Reply> + Send + Sync>;
@@ -59,6 +59,7 @@ pub struct WsOptions {
     pub(crate) client_tracking: bool,
     pub(crate) auto_pong: bool,
     pub(crate) skip_utf8_validation: bool,
+    pub(crate) per_message_deflate: Option<PerMessageDeflate>,
     pub(crate) error_handler: Option<WsErrorHandlerFn>,
     pub(crate) pre_close: Option<PreCloseFn>,
 }
@@ -77,6 +78,7 @@ impl fmt::Debug for WsOptions {
             .field("client_tracking", &self.client_tracking)
             .field("auto_pong", &self.auto_pong)
             .field("skip_utf8_validation", &self.skip_utf8_validation)
+            .field("per_message_deflate", &self.per_message_deflate)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +108,7 @@ impl WsOptions {
             client_tracking: true,
             auto_pong: true,
             skip_utf8_validation: false,
+            per_message_deflate: None,
             error_handler: None,
             pre_close: None,
         }
@@ -268,6 +271,20 @@ impl WsOptions {
         self
     }
 
+    /// Enables permessage-deflate (RFC 7692; `ws`'s `perMessageDeflate`) with these options.
+    /// Clients that offer it get compressed messages (above the threshold, unless sent with
+    /// [`SendOptions::compress`](crate::SendOptions::compress) off) and may send compressed
+    /// ones; [`max_payload`](Self::max_payload) then bounds both the compressed and the
+    /// inflated size, the latter checked while inflating (1009: a message that claims more is
+    /// never inflated past the limit), and data that does not inflate closes with 1007. With it enabled, a
+    /// `Sec-WebSocket-Extensions` header that breaks RFC 6455's grammar is refused with 400.
+    /// Default: off (offers are ignored and the header is not read).
+    #[must_use]
+    pub fn per_message_deflate(mut self, options: PerMessageDeflate) -> Self {
+        self.per_message_deflate = Some(options);
+        self
+    }
+
     /// Handles an error returned by a WebSocket handler (after the upgrade). It gets the
     /// error, a handle on the connection and the request; if the connection is still open
     /// when it returns, it is closed with 1011. Default: log the error and terminate the
@@ -301,6 +318,11 @@ impl WsOptions {
     /// The configured [`max_payload`](Self::max_payload).
     pub fn get_max_payload(&self) -> usize {
         self.max_payload
+    }
+
+    /// The configured [`per_message_deflate`](Self::per_message_deflate), if enabled.
+    pub fn get_per_message_deflate(&self) -> Option<&PerMessageDeflate> {
+        self.per_message_deflate.as_ref()
     }
 
     /// The fragment limit in force (see [`max_fragments`](Self::max_fragments)).

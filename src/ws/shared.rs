@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::{
     proto::{encode_frame, CloseFrame, OpCode, ProtocolError},
-    ws::{options::BackpressurePolicy, Message, WsOptions},
+    ws::{deflate::SendDeflate, options::BackpressurePolicy, Message, WsOptions},
 };
 
 /// How a connection ended, for logs and for the close hooks.
@@ -65,6 +65,8 @@ const MAX_PENDING_PONGS: usize = 16;
 pub(crate) struct Shared {
     pub(crate) phase: Phase,
     options: WsOptions,
+    /// permessage-deflate's sending side, when it was negotiated.
+    pub(crate) deflate: Option<SendDeflate>,
 
     // Inbound: decoded messages waiting for `recv`.
     inbound: VecDeque<Message>,
@@ -152,6 +154,7 @@ impl Shared {
         Rc::new(RefCell::new(Shared {
             phase: Phase::Open,
             options,
+            deflate: None,
             inbound: VecDeque::new(),
             inbound_bytes: 0,
             inbound_error: None,
@@ -238,15 +241,20 @@ impl Shared {
         Err(crate::Error::Backpressure { queued, limit })
     }
 
-    /// Queues a data message.
+    /// Queues a data message, compressed when permessage-deflate was negotiated, `compress`
+    /// allows it, and it is worth it.
     pub(crate) fn queue_data(
         &mut self,
         opcode: OpCode,
         payload: &[u8],
+        compress: bool,
     ) -> Result<(), crate::Error> {
         self.admit()?;
         let before = self.out.len();
-        encode_frame(&mut self.out, true, false, opcode, None, payload);
+        match &mut self.deflate {
+            Some(deflate) => deflate.encode(&mut self.out, opcode, payload, compress),
+            None => encode_frame(&mut self.out, true, false, opcode, None, payload),
+        }
         self.out_total += (self.out.len() - before) as u64;
         self.out_ends.push_back(self.out_total);
         self.report.accepted += 1;

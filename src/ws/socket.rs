@@ -12,6 +12,34 @@ use crate::{
     Error,
 };
 
+/// Options for one [`WebSocket::send_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendOptions {
+    compress: bool,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SendOptions {
+    /// The defaults, as [`WebSocket::send`] uses them.
+    #[must_use]
+    pub fn new() -> Self {
+        Self { compress: true }
+    }
+
+    /// Whether the message may be compressed, when permessage-deflate was negotiated (it
+    /// still is only past the [threshold](crate::PerMessageDeflate::threshold)). Default true.
+    #[must_use]
+    pub fn compress(mut self, compress: bool) -> Self {
+        self.compress = compress;
+        self
+    }
+}
+
 /// One upgraded connection, as the handler sees it.
 ///
 /// Reading happens in the background: pings are answered and the close handshake is
@@ -153,11 +181,27 @@ impl WebSocket {
     /// connection is closed with 1008); [`Error::ControlTooLong`]; [`Error::InvalidClose`].
     /// A refused message was not accepted: it is counted as dropped, never as unsent.
     pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
+        self.send_with(message, SendOptions::new()).await
+    }
+
+    /// [`send`](Self::send) with options (`ws`'s `send(data, { compress })`): e.g. a message
+    /// that mixes a secret with attacker-chosen text is better sent uncompressed (the
+    /// CRIME/BREACH family of attacks reads secrets from compressed sizes).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_with(
+        &self,
+        message: impl Into<Message>,
+        options: SendOptions,
+    ) -> Result<(), Error> {
         let message = message.into();
         let mut shared = self.shared.borrow_mut();
+        let compress = options.compress;
         match &message {
-            Message::Text(text) => shared.queue_data(OpCode::Text, text.as_bytes()),
-            Message::Binary(data) => shared.queue_data(OpCode::Binary, data),
+            Message::Text(text) => shared.queue_data(OpCode::Text, text.as_bytes(), compress),
+            Message::Binary(data) => shared.queue_data(OpCode::Binary, data, compress),
             Message::Ping(data) => queue_control(&mut shared, OpCode::Ping, data),
             Message::Pong(data) => queue_control(&mut shared, OpCode::Pong, data),
             Message::Close(frame) => {
