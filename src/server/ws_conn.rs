@@ -259,6 +259,10 @@ async fn read_loop<S: Conn>(
     // Until the peer shows it is busy, treat it as quiet: a connection that says nothing after
     // its upgrade never holds a full read buffer.
     let mut quiet = true;
+    // Bytes the last read brought: the next read's buffer follows the peer's traffic, so a
+    // connection that exchanged a few small messages and fell silent waits with a buffer of
+    // about their size, not a full chunk.
+    let mut last_read = 0;
     loop {
         loop {
             if shared.borrow().inbound_full() {
@@ -305,8 +309,13 @@ async fn read_loop<S: Conn>(
                 }
             }
         }
-        let spare = buf.capacity() - buf.len();
         let needed = inbound.decoder.wanted();
+        let chunk = (2 * last_read).clamp(QUIET_READ, READ_CHUNK);
+        if buf.is_empty() && buf.capacity() > 2 * chunk {
+            // Do not keep a large buffer, waiting, for a peer that sends small messages.
+            buf = BytesMut::new();
+        }
+        let spare = buf.capacity() - buf.len();
         let want = if needed > buf.len() {
             // The rest of a large frame, in one read when it fits.
             (needed - buf.len()).clamp(READ_CHUNK, MAX_FRAME_READ)
@@ -317,17 +326,20 @@ async fn read_loop<S: Conn>(
                 buf = BytesMut::new();
             }
             QUIET_READ
-        } else if spare < READ_CHUNK / 2 {
-            READ_CHUNK.max(buf.len().min(MAX_READ_CHUNK))
+        } else if spare < chunk / 2 {
+            chunk.max(buf.len().min(MAX_READ_CHUNK))
         } else {
             0
         };
+        let room = want.max(spare);
         match read_more(&mut reader, &mut buf, want).await {
             Ok(0) | Err(_) => {
                 shared.borrow_mut().on_read_end();
                 return;
             }
-            Ok(_) => {
+            Ok(n) => {
+                // A read that filled its buffer may have left more behind: grow.
+                last_read = if n >= room { READ_CHUNK } else { n };
                 // Any byte proves the peer alive, even part of a frame (a large message on a
                 // slow link); our own writes never do.
                 let now = Instant::now();

@@ -1,5 +1,5 @@
 //! ringsocket echo peer: every message on `/` comes back unchanged (text as text, binary as
-//! binary), up to 16 MiB, no compression; every message on `/fanout` goes to every other
+//! binary), up to 16 MiB, permessage-deflate only with `--deflate shared|dedicated`; every message on `/fanout` goes to every other
 //! connection on `/fanout` (a topic, `ws.publish`).
 //!
 //! ```text
@@ -16,7 +16,7 @@ use std::num::NonZeroUsize;
 
 use anyhow::Context;
 use clap::Parser;
-use ringsocket::{App, NatsBroker, RedisBroker, Server, WsOptions};
+use ringsocket::{App, DeflateMode, NatsBroker, PerMessageDeflate, RedisBroker, Server, WsOptions};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -48,13 +48,32 @@ struct Args {
     /// Join a cluster through NATS at this URL.
     #[arg(long)]
     nats: Option<String>,
+    /// permessage-deflate: `shared` (one compressor per core, the default mode) or
+    /// `dedicated` (a compressor per connection, with context takeover).
+    #[arg(long, value_enum)]
+    deflate: Option<Deflate>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Deflate {
+    Shared,
+    Dedicated,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
 
+    let mut options = WsOptions::new().max_payload(MAX_MESSAGE);
+    match args.deflate {
+        None => {}
+        Some(Deflate::Shared) => options = options.per_message_deflate(PerMessageDeflate::new()),
+        Some(Deflate::Dedicated) => {
+            options =
+                options.per_message_deflate(PerMessageDeflate::new().mode(DeflateMode::Dedicated));
+        }
+    }
     let app = App::builder()
-        .websocket(WsOptions::new().max_payload(MAX_MESSAGE))
+        .websocket(options)
         .ws("/", |mut ws, _req| async move {
             while let Some(Ok(message)) = ws.recv().await {
                 if message.is_close() || ws.send(message).await.is_err() {
