@@ -7,6 +7,10 @@ use bytes::BytesMut;
 use super::{CloseReport, Phase, Shared, WriteJob};
 use crate::proto::{encode_frame, OpCode};
 
+/// Shared frames smaller than this are copied into one write with their neighbours; larger
+/// ones are written as they are (no copy).
+const COALESCE: usize = 16 * 1024;
+
 impl Shared {
     /// What the writer should do next.
     pub(crate) fn poll_write_job(&mut self, waker: &Waker, spare: &mut BytesMut) -> Poll<WriteJob> {
@@ -22,8 +26,29 @@ impl Shared {
         }
         if let Some(chunk) = self.chunks.pop_front() {
             self.chunks_bytes -= chunk.len();
-            self.in_flight = chunk.len();
-            return Poll::Ready(WriteJob::Shared(chunk));
+            let alone = self.chunks.is_empty() && self.out.is_empty();
+            if alone || chunk.len() >= COALESCE {
+                self.in_flight = chunk.len();
+                return Poll::Ready(WriteJob::Shared(chunk));
+            }
+            // Several small frames queued (a burst of broadcasts): copy them into one write
+            // instead of one write each. Sends queued after them follow in the same write.
+            spare.clear();
+            spare.extend_from_slice(&chunk);
+            while let Some(next) = self.chunks.front() {
+                if spare.len() + next.len() > COALESCE {
+                    break;
+                }
+                spare.extend_from_slice(next);
+                self.chunks_bytes -= next.len();
+                self.chunks.pop_front();
+            }
+            if self.chunks.is_empty() && spare.len() + self.out.len() <= COALESCE {
+                spare.extend_from_slice(&self.out);
+                self.out.clear();
+            }
+            self.in_flight = spare.len();
+            return Poll::Ready(WriteJob::Data);
         }
         if !self.out.is_empty() {
             // Hand over everything queued; `send` keeps appending to the fresh buffer while
@@ -139,5 +164,74 @@ impl Shared {
         if let Some(w) = self.reader_done_waker.take() {
             w.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Poll, Waker};
+
+    use bytes::{Bytes, BytesMut};
+
+    use crate::{
+        proto::{encode_frame, OpCode},
+        ws::shared::{Shared, WriteJob},
+        WsOptions,
+    };
+
+    fn frame(payload: &[u8]) -> Bytes {
+        let mut out = BytesMut::new();
+        encode_frame(&mut out, true, false, OpCode::Binary, None, payload);
+        out.freeze()
+    }
+
+    #[test]
+    fn small_shared_frames_and_later_sends_go_out_in_one_write_in_order() {
+        let shared = Shared::new(WsOptions::new());
+        let mut s = shared.borrow_mut();
+        s.queue_data(OpCode::Binary, b"first", false).unwrap();
+        s.queue_shared(frame(b"a")).unwrap();
+        s.queue_shared(frame(b"bb")).unwrap();
+        s.queue_data(OpCode::Binary, b"last", false).unwrap();
+        let mut spare = BytesMut::new();
+        let job = s.poll_write_job(Waker::noop(), &mut spare);
+        assert_eq!(job, Poll::Ready(WriteJob::Data));
+        let mut want = BytesMut::new();
+        for payload in [&b"first"[..], b"a", b"bb", b"last"] {
+            encode_frame(&mut want, true, false, OpCode::Binary, None, payload);
+        }
+        assert_eq!(&spare[..], &want[..]);
+        assert_eq!(s.buffered_amount(), want.len());
+        s.on_data_written(spare.len());
+        assert_eq!(s.report().written, 4);
+        assert_eq!(s.buffered_amount(), 0);
+        assert!(s.poll_write_job(Waker::noop(), &mut spare).is_pending());
+    }
+
+    #[test]
+    fn a_lone_or_large_shared_frame_is_written_without_a_copy() {
+        let shared = Shared::new(WsOptions::new());
+        let mut s = shared.borrow_mut();
+        let mut spare = BytesMut::new();
+        let lone = frame(b"only");
+        s.queue_shared(lone.clone()).unwrap();
+        assert_eq!(
+            s.poll_write_job(Waker::noop(), &mut spare),
+            Poll::Ready(WriteJob::Shared(lone.clone()))
+        );
+        s.on_data_written(lone.len());
+        let large = frame(&vec![7; 20 * 1024]);
+        s.queue_shared(large.clone()).unwrap();
+        s.queue_shared(frame(b"small")).unwrap();
+        assert_eq!(
+            s.poll_write_job(Waker::noop(), &mut spare),
+            Poll::Ready(WriteJob::Shared(large.clone()))
+        );
+        s.on_data_written(large.len());
+        assert_eq!(
+            s.poll_write_job(Waker::noop(), &mut spare),
+            Poll::Ready(WriteJob::Shared(frame(b"small")))
+        );
+        assert_eq!(s.report().written, 2);
     }
 }
