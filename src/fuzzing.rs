@@ -6,7 +6,14 @@ use bytes::BytesMut;
 
 use crate::{
     http::{HeadLimits, HeadParser},
-    proto::{self, Decoder, DecoderConfig, FrameHeader, Message, ProtocolError},
+    proto::{
+        self,
+        deflate::{
+            negotiate, parse_extensions, DeflatePolicy, Deflater, Inflater, MAX_WINDOW_BITS,
+            MIN_WINDOW_BITS, PERMESSAGE_DEFLATE,
+        },
+        Decoder, DecoderConfig, FrameHeader, Message, ProtocolError,
+    },
 };
 
 /// The frame header codec: a parsed header re-encodes to bytes that parse to the same header,
@@ -154,5 +161,162 @@ fn decode_all(config: &DecoderConfig, data: &[u8], step: usize) -> Outcome {
     Outcome {
         messages,
         error: None,
+    }
+}
+
+/// permessage-deflate negotiation over an arbitrary `Sec-WebSocket-Extensions` value, against
+/// a few server policies: it never panics, it fails exactly when the header does not parse,
+/// and an agreement stays within the policy and RFC 7692 (windows 9..=15, the server's no
+/// wider than the policy's, `server_no_context_takeover` whenever the policy wants it, a
+/// client window only when asked for) and answers a response header that parses to exactly
+/// what was agreed.
+pub fn extensions(data: &[u8]) {
+    let header = String::from_utf8_lossy(data);
+    let parsed = parse_extensions(&header);
+    if let Err(e) = &parsed {
+        assert!(e.at <= header.len(), "error position {} past the end", e.at);
+    }
+    let offered = parsed.as_ref().is_ok_and(|list| {
+        list.iter()
+            .any(|e| e.name.eq_ignore_ascii_case(PERMESSAGE_DEFLATE))
+    });
+    let policies = [
+        DeflatePolicy::default(),
+        DeflatePolicy {
+            server_no_context_takeover: true,
+            ..DeflatePolicy::default()
+        },
+        DeflatePolicy {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            server_max_window_bits: 12,
+            client_max_window_bits: Some(11),
+        },
+        DeflatePolicy {
+            server_max_window_bits: 8,
+            client_max_window_bits: Some(16),
+            ..DeflatePolicy::default()
+        },
+    ];
+    for policy in &policies {
+        let result = negotiate(&header, policy);
+        assert_eq!(result.is_err(), parsed.is_err(), "{policy:?}");
+        let Ok(Some(agreement)) = result else {
+            continue;
+        };
+        assert!(offered, "an agreement without a permessage-deflate offer");
+        let ours = policy
+            .server_max_window_bits
+            .clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS);
+        let windows = MIN_WINDOW_BITS..=MAX_WINDOW_BITS;
+        assert!(windows.contains(&agreement.server_max_window_bits));
+        assert!(windows.contains(&agreement.client_max_window_bits));
+        assert!(agreement.server_max_window_bits <= ours);
+        assert!(agreement.server_no_context_takeover || !policy.server_no_context_takeover);
+        assert_eq!(
+            agreement.client_no_context_takeover,
+            policy.client_no_context_takeover
+        );
+        if let Some(wanted) = policy.client_max_window_bits {
+            assert!(
+                agreement.client_max_window_bits <= wanted.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS)
+            );
+        } else {
+            assert_eq!(agreement.client_max_window_bits, MAX_WINDOW_BITS);
+        }
+        // The response is one well-formed permessage-deflate element saying what was agreed.
+        let response = parse_extensions(&agreement.response).expect("the response parses");
+        assert_eq!(response.len(), 1, "{}", agreement.response);
+        assert_eq!(response[0].name, PERMESSAGE_DEFLATE);
+        let param = |name: &str| {
+            response[0]
+                .params
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            param("server_no_context_takeover").is_some(),
+            agreement.server_no_context_takeover
+        );
+        assert_eq!(
+            param("client_no_context_takeover").is_some(),
+            agreement.client_no_context_takeover
+        );
+        let bits = |name: &str| param(name).flatten().and_then(|v| v.parse::<u8>().ok());
+        assert_eq!(
+            bits("server_max_window_bits").unwrap_or(MAX_WINDOW_BITS),
+            agreement.server_max_window_bits
+        );
+        assert_eq!(
+            bits("client_max_window_bits"),
+            policy
+                .client_max_window_bits
+                .map(|_| agreement.client_max_window_bits)
+        );
+        // Read back as an offer, the response is honoured by a permissive server with the
+        // same server-side parameters.
+        let again = negotiate(&agreement.response, &DeflatePolicy::default())
+            .expect("the response parses")
+            .expect("the response is an acceptable offer");
+        assert_eq!(
+            (
+                again.server_no_context_takeover,
+                again.server_max_window_bits
+            ),
+            (
+                agreement.server_no_context_takeover,
+                agreement.server_max_window_bits
+            )
+        );
+    }
+}
+
+/// The inflate path, in two parts. The first byte chooses a size limit (1..=4033 bytes), the
+/// context mode, a compression level and window, and how the rest is cut into messages.
+/// Arbitrary bytes as compressed messages: the inflater never returns more than the limit,
+/// fails only with 1007 or 1009 (a 1009 having produced exactly one byte past the limit), and
+/// is not used after a failure, as on a connection. Then a round trip: the same bytes as
+/// plain messages, compressed by a [`Deflater`] and inflated by an [`Inflater`] with the same
+/// context mode, come back exactly.
+pub fn inflate(data: &[u8]) {
+    let Some((&control, data)) = data.split_first() else {
+        return;
+    };
+    let limit = usize::from(control & 0x3f) * 64 + 1;
+    let no_context_takeover = control & 0x40 != 0;
+    let cut = usize::from(control >> 4).max(1) * 61;
+    let mut inflater = Inflater::new(no_context_takeover);
+    for message in data.chunks(cut) {
+        match inflater.inflate(message, limit) {
+            Ok(out) => assert!(out.len() <= limit, "{} bytes past {limit}", out.len()),
+            Err(ProtocolError::MessageTooBig { size, limit: l }) => {
+                assert_eq!((size, l), (limit as u64 + 1, limit));
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.close_code(), 1007, "{e:?}");
+                break;
+            }
+        }
+    }
+
+    let window = MIN_WINDOW_BITS + control % (MAX_WINDOW_BITS - MIN_WINDOW_BITS + 1);
+    let level = u32::from(control % 10);
+    let mut deflater = Deflater::new(window, level, no_context_takeover);
+    let mut inflater = Inflater::new(no_context_takeover);
+    for message in data.chunks(cut) {
+        let mut compressed = Vec::new();
+        if !deflater.compress(message, &mut compressed) {
+            // Sent uncompressed; the compressor was reset, so later messages never refer to
+            // this one.
+            assert!(compressed.is_empty());
+            continue;
+        }
+        assert!(compressed.len() < message.len() + 4);
+        let out = inflater
+            .inflate(&compressed, message.len())
+            .expect("our own compressed message inflates within its size");
+        assert_eq!(out, message);
     }
 }

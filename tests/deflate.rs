@@ -12,16 +12,6 @@ use ringsocket::{DeflateMode, Message, PerMessageDeflate, SendOptions, WsOptions
 
 const BROWSER_OFFER: &str = "permessage-deflate; client_max_window_bits";
 
-/// A text that compresses well, `len` bytes.
-fn text(len: usize) -> Vec<u8> {
-    b"The quick brown fox jumps over the lazy dog. "
-        .iter()
-        .cycle()
-        .take(len)
-        .copied()
-        .collect()
-}
-
 /// The 101's `Sec-WebSocket-Extensions` for `offer`, or the status line when not 101.
 fn answer(options: WsOptions, offer: Option<&str>) -> Result<Option<String>, String> {
     let server = echo_server(options);

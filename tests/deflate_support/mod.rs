@@ -38,6 +38,16 @@ pub fn deflate_options(mode: DeflateMode) -> WsOptions {
     WsOptions::new().per_message_deflate(PerMessageDeflate::new().mode(mode).threshold(16))
 }
 
+/// A text that compresses well, `len` bytes.
+pub fn text(len: usize) -> Vec<u8> {
+    b"The quick brown fox jumps over the lazy dog. "
+        .iter()
+        .cycle()
+        .take(len)
+        .copied()
+        .collect()
+}
+
 /// A masked frame with its first byte exactly as given.
 pub fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![b0];
@@ -222,4 +232,94 @@ pub fn header(head: &str, name: &str) -> Option<String> {
             .eq_ignore_ascii_case(name)
             .then(|| v.trim().to_owned())
     })
+}
+
+/// Writes deflate's bit stream: header fields least significant bit first, Huffman codes
+/// most significant bit first (RFC 1951 §3.1.1).
+pub struct Bits {
+    out: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl Bits {
+    /// An empty stream.
+    pub fn new() -> Self {
+        Self {
+            out: Vec::new(),
+            acc: 0,
+            n: 0,
+        }
+    }
+
+    /// `count` bits of a header field.
+    pub fn put(&mut self, value: u64, count: u32) {
+        self.acc |= value << self.n;
+        self.n += count;
+        while self.n >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
+        }
+    }
+
+    /// Pads to a whole byte and returns the bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        if self.n > 0 {
+            self.put(0, 8 - self.n);
+        }
+        self.out
+    }
+
+    /// A Huffman code of `len` bits.
+    pub fn code(&mut self, code: u64, len: u32) {
+        let reversed = (0..len).fold(0, |r, i| r | ((code >> i) & 1) << (len - 1 - i));
+        self.put(reversed, len);
+    }
+}
+
+/// One dynamic-Huffman block: a literal 0, then `pairs` copies of 258 bytes at distance 1,
+/// at 2 bits each (the densest deflate allows), then end of block and the header of the empty
+/// stored block whose length bytes are the `00 00 ff ff` tail the receiver adds.
+/// It inflates to `1 + 258 * pairs` zero bytes.
+pub fn bomb(pairs: usize) -> Vec<u8> {
+    let mut b = Bits {
+        out: Vec::with_capacity(pairs / 4 + 64),
+        acc: 0,
+        n: 0,
+    };
+    b.put(0, 1); // BFINAL
+    b.put(2, 2); // dynamic Huffman
+    b.put(29, 5); // HLIT: 286 literal/length codes
+    b.put(0, 5); // HDIST: 1 distance code
+    b.put(14, 4); // HCLEN: 18 code length codes
+                  // Code length code lengths, in RFC 1951's order 16 17 18 0 8 7 9 6 10 5 11 4 12 3 13 2 14 1:
+                  // 18 (a run of zeros) gets 1 bit, lengths 1 and 2 get 2 bits.
+    for len in [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 2] {
+        b.put(len, 3);
+    }
+    // Canonical codes: 18 -> 0, 1 -> 10, 2 -> 11.
+    let (run, one, two) = ((0b0, 1), (0b10, 2), (0b11, 2));
+    // Literal/length lengths: 0 -> 2, 1..=255 -> 0, 256 -> 2, 257..=284 -> 0, 285 -> 1;
+    // then the one distance code (0) -> 1.
+    b.code(two.0, two.1);
+    b.code(run.0, run.1);
+    b.put(138 - 11, 7);
+    b.code(run.0, run.1);
+    b.put(117 - 11, 7);
+    b.code(two.0, two.1);
+    b.code(run.0, run.1);
+    b.put(28 - 11, 7);
+    b.code(one.0, one.1);
+    b.code(one.0, one.1);
+    // Canonical literal/length codes: 285 -> 0, 0 -> 10, 256 -> 11; distance 0 -> 0.
+    b.code(0b10, 2);
+    for _ in 0..pairs {
+        b.code(0, 1);
+        b.code(0, 1);
+    }
+    b.code(0b11, 2);
+    // The empty stored block's header; its LEN/NLEN are the tail.
+    b.put(0, 3);
+    b.finish()
 }
