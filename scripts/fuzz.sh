@@ -4,14 +4,14 @@
 # fuzz/corpus/TARGET, crashes to fuzz/artifacts/TARGET). Fails on the first crash, leak,
 # timeout or out-of-memory, printing how to reproduce it.
 # Usage: scripts/fuzz.sh [--smoke] [TARGET...]
-#   --smoke   a bounded run: FUZZ_SMOKE_SECS per target (default 40), as scripts/test.sh does
+#   --smoke   a bounded run: FUZZ_SMOKE_SECS per target (default 60), as scripts/test.sh does
 #   default   FUZZ_SECS per target (default 600)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 secs=${FUZZ_SECS:-600}
 if [[ "${1:-}" == "--smoke" ]]; then
-  secs=${FUZZ_SMOKE_SECS:-40}
+  secs=${FUZZ_SMOKE_SECS:-60}
   shift
 fi
 

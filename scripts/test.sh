@@ -57,7 +57,7 @@ broker_tests=(cargo test --features redis,nats --test broker_redis --test broker
 run_tests "${broker_tests[@]}"
 run_tests env MONOIO_FORCE_LEGACY_DRIVER=1 "${broker_tests[@]}"
 
-step "fuzz smoke run (scripts/fuzz.sh --smoke: 40 s per target)"
+step "fuzz smoke run (scripts/fuzz.sh --smoke: 60 s per target)"
 scripts/fuzz.sh --smoke
 
 step "permessage-deflate interop: Python websockets, Node ws, Chromium (scripts/interop.sh)"
