@@ -11,6 +11,7 @@ use std::{
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use ringsocket::{App, DeflateMode, PerMessageDeflate, Server, ServerHandle, WsOptions};
 
+/// The masking key of every frame sent here (RFC 6455 5.7's example key).
 pub const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 pub const TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
 
@@ -48,8 +49,14 @@ pub fn text(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A masked frame with its first byte exactly as given.
+/// A masked frame with its first byte (FIN, RSV bits, opcode) exactly as given, so it can
+/// carry what an encoder refuses to produce.
 pub fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
+    masked_with(b0, KEY, payload)
+}
+
+/// [`masked`] with a chosen key.
+pub fn masked_with(b0: u8, key: [u8; 4], payload: &[u8]) -> Vec<u8> {
     let mut out = vec![b0];
     match payload.len() {
         len @ 0..=125 => out.push(0x80 | len as u8),
@@ -62,8 +69,8 @@ pub fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
             out.extend_from_slice(&(len as u64).to_be_bytes());
         }
     }
-    out.extend_from_slice(&KEY);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     out
 }
 

@@ -16,8 +16,9 @@ use std::{
 
 use ringsocket::{App, AppBuilder, Server, ServerHandle};
 
-/// The masking key of every frame sent here (RFC 6455 5.7's example key).
-pub const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+// The raw frame builders live with the deflate client helpers, which this crate includes too.
+pub use crate::deflate_support::{masked, masked_with, KEY};
+
 /// How long any single expected answer may take.
 pub const ANSWER: Duration = Duration::from_secs(5);
 /// Extra resident memory a case may leave behind (allocator caches, thread stacks).
@@ -542,30 +543,6 @@ pub fn header_of(response: &[u8], name: &str) -> Option<String> {
             .eq_ignore_ascii_case(name)
             .then(|| v.trim().to_owned())
     })
-}
-
-/// A masked frame with its first byte (FIN, RSV bits, opcode) exactly as given.
-pub fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
-    masked_with(b0, KEY, payload)
-}
-
-/// [`masked`] with a chosen key.
-pub fn masked_with(b0: u8, key: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![b0];
-    match payload.len() {
-        len @ 0..=125 => out.push(0x80 | len as u8),
-        len @ 126..=0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    out
 }
 
 /// A masked frame: `fin`, `opcode`, `payload`.
