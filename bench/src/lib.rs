@@ -1,6 +1,6 @@
 //! Shared pieces of ringsocket's benchmark: the load generator's JSON report (written by
-//! `loadgen --json`, read by the `bench` runner) and the small `/proc` and `getrusage` helpers
-//! both binaries use.
+//! `loadgen --json`, read by the `bench` runner), the small `/proc` and `getrusage` helpers
+//! both binaries use, and what the peer servers share (listener, signal handling).
 
 use std::net::SocketAddr;
 
@@ -93,6 +93,23 @@ pub struct LoadgenReport {
     pub machine_irq_s: Option<f64>,
     /// Steal time of the whole machine over the counted window (the hypervisor ran others).
     pub machine_steal_s: Option<f64>,
+}
+
+/// Makes SIGINT and SIGTERM end the process at once with status 0, even where the parent left
+/// them ignored (a non-interactive shell's `&` ignores SIGINT in the child).
+pub fn exit_on_signals() -> std::io::Result<()> {
+    extern "C" fn on_signal(_: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe; nothing else runs in the handler.
+        unsafe { libc::_exit(0) }
+    }
+    let handler = on_signal as extern "C" fn(libc::c_int);
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs a handler that only calls _exit.
+        if unsafe { libc::signal(signal, handler as libc::sighandler_t) } == libc::SIG_ERR {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Process statistics from `/proc` and `getrusage`, and process set-up helpers.

@@ -57,7 +57,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    exit_on_signals().context("installing SIGINT/SIGTERM handlers")?;
+    ringsocket_bench::exit_on_signals().context("installing SIGINT/SIGTERM handlers")?;
     let workers = args.workers.get();
 
     let mut addr = SocketAddr::from(([127, 0, 0, 1], args.port));
@@ -247,21 +247,4 @@ fn websocket_key(head: &[u8]) -> Option<&[u8]> {
             .then(|| value[1..].trim_ascii())
             .filter(|v| !v.is_empty())
     })
-}
-
-/// Makes SIGINT and SIGTERM end the process at once with status 0, even where the parent left
-/// them ignored (a non-interactive shell's `&` ignores SIGINT in the child).
-fn exit_on_signals() -> io::Result<()> {
-    extern "C" fn on_signal(_: libc::c_int) {
-        // SAFETY: _exit is async-signal-safe; nothing else runs in the handler.
-        unsafe { libc::_exit(0) }
-    }
-    let handler = on_signal as extern "C" fn(libc::c_int);
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installs a handler that only calls _exit.
-        if unsafe { libc::signal(signal, handler as libc::sighandler_t) } == libc::SIG_ERR {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }

@@ -11,7 +11,7 @@
 //! listener, a task per connection. Prints `listening on 127.0.0.1:PORT` once accepting.
 //! SIGINT/SIGTERM end the process at once (status 0).
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    exit_on_signals().context("installing SIGINT/SIGTERM handlers")?;
+    ringsocket_bench::exit_on_signals().context("installing SIGINT/SIGTERM handlers")?;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.get())
         .enable_io()
@@ -154,22 +154,5 @@ async fn fan_out(
         }
     }
     writer.abort();
-    Ok(())
-}
-
-/// Makes SIGINT and SIGTERM end the process at once with status 0, even where the parent left
-/// them ignored (a non-interactive shell's `&` ignores SIGINT in the child).
-fn exit_on_signals() -> io::Result<()> {
-    extern "C" fn on_signal(_: libc::c_int) {
-        // SAFETY: _exit is async-signal-safe; nothing else runs in the handler.
-        unsafe { libc::_exit(0) }
-    }
-    let handler = on_signal as extern "C" fn(libc::c_int);
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installs a handler that only calls _exit.
-        if unsafe { libc::signal(signal, handler as libc::sighandler_t) } == libc::SIG_ERR {
-            return Err(io::Error::last_os_error());
-        }
-    }
     Ok(())
 }
