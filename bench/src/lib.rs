@@ -112,6 +112,25 @@ pub fn exit_on_signals() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The io_uring setup the load generator and `raw-echo` use, the same flags ringsocket's
+/// workers ask for: completions post without interrupting the thread (`COOP_TASKRUN`) and
+/// their task work runs only when the thread waits (`SINGLE_ISSUER | DEFER_TASKRUN`).
+///
+/// On loopback the sender runs the receiver's wake-up in its own context: with a plain ring
+/// on the load generator, every echo the server writes also costs the *server* an
+/// inter-processor interrupt to kick the load generator's thread (`kick_process` from
+/// `io_poll_wake`, about a fifth of the server's CPU on the 2-core VM). A real client on
+/// another machine costs the server nothing of the sort, so the load generator must not
+/// either. The caller falls back to a plain ring where the kernel refuses these flags.
+pub fn tuned_uring() -> io_uring::Builder {
+    let mut builder = io_uring::IoUring::builder();
+    builder
+        .setup_coop_taskrun()
+        .setup_single_issuer()
+        .setup_defer_taskrun();
+    builder
+}
+
 /// Process statistics from `/proc` and `getrusage`, and process set-up helpers.
 pub mod sys {
     use std::io;

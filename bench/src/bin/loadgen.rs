@@ -267,12 +267,22 @@ fn run(args: &Args) -> Result<LoadgenReport> {
             .with_context(|| format!("pinning to CPU {}", args.cpu))?;
     }
     match args.driver {
-        Driver::Uring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .enable_timer()
-            .with_entries(args.entries)
-            .build()
-            .context("building the io_uring runtime (needs Linux io_uring)")?
-            .block_on(async_main(args, addr)),
+        Driver::Uring => {
+            let tuned = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .enable_timer()
+                .with_entries(args.entries)
+                .uring_builder(ringsocket_bench::tuned_uring())
+                .build();
+            let mut runtime = match tuned {
+                Ok(runtime) => runtime,
+                Err(_) => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                    .enable_timer()
+                    .with_entries(args.entries)
+                    .build()
+                    .context("building the io_uring runtime (needs Linux io_uring)")?,
+            };
+            runtime.block_on(async_main(args, addr))
+        }
         Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()

@@ -139,8 +139,15 @@ fn worker(
     }
     let runtime = RuntimeBuilder::<FusionDriver>::new()
         .with_entries(1024)
+        .uring_builder(ringsocket_bench::tuned_uring())
         .enable_timer()
-        .build();
+        .build()
+        .or_else(|_| {
+            RuntimeBuilder::<FusionDriver>::new()
+                .with_entries(1024)
+                .enable_timer()
+                .build()
+        });
     let mut runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
