@@ -9,7 +9,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 use http::StatusCode;
 
-use super::{BoxError, HttpError, Reply, Request};
+use super::{mapped::Mapped, BoxError, HttpError, Reply, Request};
 
 pub(crate) type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
@@ -176,10 +176,8 @@ where
     Fut: Future + 'static,
     Fut::Output: HookOutput,
 {
-    let f: RequestHookFn = Arc::new(move |req| {
-        let fut = f(req);
-        Box::pin(async move { fut.await.into_hook_result() })
-    });
+    let f: RequestHookFn =
+        Arc::new(move |req| Box::pin(Mapped::new(f(req), HookOutput::into_hook_result)));
     Hook {
         kind,
         f: HookFn::Request(f),
@@ -230,8 +228,9 @@ impl Hook {
         E: Into<BoxError>,
     {
         let f: SerializeHookFn = Arc::new(move |req, value| {
-            let fut = f(req, value);
-            Box::pin(async move { fut.await.map_err(Into::into) })
+            Box::pin(Mapped::new(f(req, value), |out: Result<_, E>| {
+                out.map_err(Into::into)
+            }))
         });
         Hook {
             kind: HookKind::PreSerialization,
@@ -247,8 +246,7 @@ impl Hook {
         Fut::Output: SendHookOutput,
     {
         let f: SendHookFn = Arc::new(move |req, reply| {
-            let fut = f(req, reply);
-            Box::pin(async move { fut.await.into_send_result() })
+            Box::pin(Mapped::new(f(req, reply), SendHookOutput::into_send_result))
         });
         Hook {
             kind: HookKind::OnSend,
@@ -278,8 +276,7 @@ impl Hook {
         Fut::Output: HookOutput,
     {
         let f: ErrorHookFn = Arc::new(move |req, err| {
-            let fut = f(req, err);
-            Box::pin(async move { fut.await.into_hook_result() })
+            Box::pin(Mapped::new(f(req, err), HookOutput::into_hook_result))
         });
         Hook {
             kind: HookKind::OnError,

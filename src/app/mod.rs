@@ -3,6 +3,7 @@
 
 mod error;
 mod hooks;
+mod mapped;
 pub(crate) mod pipeline;
 mod reply;
 mod request;
@@ -145,7 +146,8 @@ pub(crate) struct AppInner {
     /// injected connections when no server runs it.
     pub(crate) clients: std::sync::Mutex<Option<Clients>>,
     pub(crate) router: Router<Arc<RouteEntry>>,
-    pub(crate) ws_options: WsOptions,
+    /// Shared by every connection's state (`Arc`: a copy per connection would be 216 bytes).
+    pub(crate) ws_options: Arc<WsOptions>,
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) keep_alive_timeout: Duration,
 }
@@ -203,7 +205,7 @@ impl App {
         }
     }
 
-    pub(crate) fn ws_options(&self) -> &WsOptions {
+    pub(crate) fn ws_options(&self) -> &Arc<WsOptions> {
         &self.inner.ws_options
     }
 
@@ -397,7 +399,7 @@ impl AppBuilder {
             inner: Arc::new(AppInner {
                 clients: std::sync::Mutex::new(None),
                 router,
-                ws_options: self.ws_options,
+                ws_options: Arc::new(self.ws_options),
                 request_timeout: self.request_timeout,
                 keep_alive_timeout: self.keep_alive_timeout,
             }),

@@ -5,7 +5,9 @@ use std::{future::Future, sync::Arc};
 
 use http::Method;
 
-use super::{hooks::LocalFuture, BoxError, HandlerOutput, HandlerReply, Hook, Reply, Request};
+use super::{
+    hooks::LocalFuture, mapped::Mapped, BoxError, HandlerOutput, HandlerReply, Hook, Reply, Request,
+};
 use crate::ws::WebSocket;
 
 /// A plain HTTP handler, type-erased.
@@ -97,8 +99,7 @@ impl Route {
         Fut::Output: HandlerReply,
     {
         self.handler = Some(Arc::new(move |req| {
-            let fut = handler(req);
-            Box::pin(async move { fut.await.into_result() })
+            Box::pin(Mapped::new(handler(req), HandlerReply::into_result))
         }));
         self
     }
@@ -113,8 +114,7 @@ impl Route {
         Fut::Output: HandlerOutput,
     {
         self.ws_handler = Some(Arc::new(move |ws, req| {
-            let fut = handler(ws, req);
-            Box::pin(async move { fut.await.into_result() })
+            Box::pin(Mapped::new(handler(ws, req), HandlerOutput::into_result))
         }));
         self
     }

@@ -4,7 +4,8 @@
 use std::{fmt, future::Future, sync::Arc};
 
 use super::{
-    BuildError, ErrorHandlerFn, HandlerOutput, HandlerReply, Hook, HttpError, Request, Route,
+    mapped::Mapped, BuildError, ErrorHandlerFn, HandlerOutput, HandlerReply, Hook, HttpError,
+    Request, Route,
 };
 use crate::ws::WebSocket;
 
@@ -134,8 +135,7 @@ impl Scope {
         Fut::Output: HandlerReply,
     {
         self.data.error_handler = Some(Arc::new(move |req, err| {
-            let fut = handler(req, err);
-            Box::pin(async move { fut.await.into_result() })
+            Box::pin(Mapped::new(handler(req, err), HandlerReply::into_result))
         }));
         self
     }

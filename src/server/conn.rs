@@ -29,6 +29,11 @@ use crate::{
 
 /// Smallest free space offered to a read.
 pub(crate) const READ_CHUNK: usize = 32 * 1024;
+/// A new connection's first buffer: a request head is usually well under a kilobyte (browsers
+/// send 0.5-1 KB), and the buffer grows for larger heads and bodies. A full chunk for each
+/// handshake in flight costs 32 MiB during a storm of 1,024, memory the allocator keeps
+/// afterwards.
+const FIRST_READ: usize = 4 * 1024;
 
 pub(crate) async fn serve<S: Conn>(
     stream: S,
@@ -60,7 +65,7 @@ pub(crate) async fn serve_entered<S: Conn>(
         // blocked in its first read until the handshake deadline.
         return;
     }
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::with_capacity(FIRST_READ);
     let mut first = true;
     loop {
         let wait = if first {
@@ -319,7 +324,7 @@ async fn upgrade<S: Conn>(
         route.ws_handler.clone(),
         req,
         protocol,
-        options.clone(),
+        Arc::clone(options),
         deflate,
         Rc::clone(core),
         guard,

@@ -7,6 +7,7 @@ use std::{
     cell::RefCell,
     collections::VecDeque,
     rc::Rc,
+    sync::Arc,
     task::{Poll, Waker},
     time::Instant,
 };
@@ -64,7 +65,7 @@ const MAX_PENDING_PONGS: usize = 16;
 /// The state itself.
 pub(crate) struct Shared {
     pub(crate) phase: Phase,
-    options: WsOptions,
+    options: Arc<WsOptions>,
     /// permessage-deflate's sending side, when it was negotiated.
     pub(crate) deflate: Option<SendDeflate>,
 
@@ -149,7 +150,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(options: WsOptions) -> SharedRef {
+    pub(crate) fn new(options: Arc<WsOptions>) -> SharedRef {
         let now = Instant::now();
         Rc::new(RefCell::new(Shared {
             phase: Phase::Open,

@@ -169,7 +169,10 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use std::task::{Poll, Waker};
+    use std::{
+        sync::Arc,
+        task::{Poll, Waker},
+    };
 
     use bytes::{Bytes, BytesMut};
 
@@ -187,7 +190,7 @@ mod tests {
 
     #[test]
     fn small_shared_frames_and_later_sends_go_out_in_one_write_in_order() {
-        let shared = Shared::new(WsOptions::new());
+        let shared = Shared::new(Arc::new(WsOptions::new()));
         let mut s = shared.borrow_mut();
         s.queue_data(OpCode::Binary, b"first", false).unwrap();
         s.queue_shared(frame(b"a")).unwrap();
@@ -210,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_lone_or_large_shared_frame_is_written_without_a_copy() {
-        let shared = Shared::new(WsOptions::new());
+        let shared = Shared::new(Arc::new(WsOptions::new()));
         let mut s = shared.borrow_mut();
         let mut spare = BytesMut::new();
         let lone = frame(b"only");
