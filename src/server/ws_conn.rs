@@ -433,6 +433,7 @@ async fn drain_input<R: AsyncReadRent>(reader: &mut R, mut buf: BytesMut) {
 /// Owns the write side: writes pongs, queued messages in order, then the close frame; after
 /// that, waits for the reader to see the peer's close.
 /// (An `async` block rather than an `async fn`, which would keep its arguments twice.)
+#[allow(clippy::manual_async_fn)]
 fn write_loop<S: Conn>(
     mut writer: OwnedWriteHalf<S>,
     fd: RawFd,
