@@ -63,6 +63,38 @@ pub mod upgrade {
             ringsocket::proto::accept_key(key)
         )
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nsec-websocket-key:  dGhlIHNhbXBsZSBub25jZQ== \r\n\r\nrest";
+
+        #[test]
+        fn head_end_is_found_across_reads() {
+            assert_eq!(find_head_end(REQUEST, 0), Some(REQUEST.len() - 4));
+            // The previous read ended inside the terminator.
+            assert_eq!(
+                find_head_end(REQUEST, REQUEST.len() - 6),
+                Some(REQUEST.len() - 4)
+            );
+            assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r", 0), None);
+        }
+
+        #[test]
+        fn key_and_answer_follow_rfc_6455() {
+            let key = websocket_key(REQUEST);
+            assert_eq!(key, Some(&b"dGhlIHNhbXBsZSBub25jZQ=="[..]));
+            assert_eq!(
+                websocket_key(b"GET / HTTP/1.1\r\nSec-WebSocket-Key: \r\n\r\n"),
+                None
+            );
+            assert_eq!(
+                switching_protocols(b"dGhlIHNhbXBsZSBub25jZQ=="),
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+            );
+        }
+    }
 }
 
 /// One load generator run, as printed by `loadgen --json` (a single JSON object on stdout).

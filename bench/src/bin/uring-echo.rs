@@ -120,7 +120,7 @@ fn main() -> anyhow::Result<()> {
         file_slots: if fixed { file_slots } else { u32::MAX },
         listener: listener.as_raw_fd(),
         sqes: Vec::with_capacity(256),
-        starved: Vec::new(),
+        starved: VecDeque::new(),
     };
     server.arm_accept();
     server.flush()?;
@@ -250,7 +250,7 @@ struct Server {
     /// Built while completions are handled, pushed to the ring after.
     sqes: Vec<squeue::Entry>,
     /// Slots whose recv ended with ENOBUFS: re-armed once buffers come back.
-    starved: Vec<u32>,
+    starved: VecDeque<u32>,
 }
 
 impl Server {
@@ -280,14 +280,19 @@ impl Server {
                 }
             }
             self.bufs.publish();
-            if !self.starved.is_empty() && self.bufs.out < usize::from(BUF_COUNT) {
-                for slot in std::mem::take(&mut self.starved) {
-                    if let Some(Some(conn)) = self.conns.get_mut(slot as usize) {
-                        if !conn.closing && !conn.recv_armed {
-                            conn.recv_armed = true;
-                            let entry = recv_entry(self.fixed, slot, conn.fd);
-                            self.sqes.push(entry);
-                        }
+            // As many starved receives as there are free buffers, oldest first: re-arming
+            // them all would only collect a burst of ENOBUFS again.
+            let mut free = usize::from(BUF_COUNT) - self.bufs.out;
+            while free > 0 {
+                let Some(slot) = self.starved.pop_front() else {
+                    break;
+                };
+                if let Some(Some(conn)) = self.conns.get_mut(slot as usize) {
+                    if !conn.closing && !conn.recv_armed {
+                        conn.recv_armed = true;
+                        let entry = recv_entry(self.fixed, slot, conn.fd);
+                        self.sqes.push(entry);
+                        free -= 1;
                     }
                 }
             }
@@ -375,8 +380,7 @@ impl Server {
         if res > 0 {
             let Some(bid) = cqueue::buffer_select(flags) else {
                 eprintln!("uring-echo: a receive without its buffer");
-                conn.closing = true;
-                self.finish_if_idle(slot);
+                self.close(slot);
                 return;
             };
             self.bufs.out += 1;
@@ -396,7 +400,9 @@ impl Server {
                     conn.queue.push_back(pending);
                 }
             }
-            if !more && !conn.closing {
+            if conn.closing {
+                self.finish_if_idle(slot);
+            } else if !more {
                 conn.recv_armed = true;
                 let entry = recv_entry(self.fixed, slot, conn.fd);
                 self.sqes.push(entry);
@@ -404,7 +410,7 @@ impl Server {
         } else if res == -libc::ENOBUFS && !conn.closing {
             // Every buffer is waiting for its send: re-arm once some come back.
             if !more {
-                self.starved.push(slot);
+                self.starved.push_back(slot);
             }
         } else {
             // EOF (0) or an error: a multishot recv ends with it.
