@@ -24,6 +24,79 @@ pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpList
     Ok(socket.into())
 }
 
+/// The WebSocket upgrade as the raw ceilings (`raw-echo`, `uring-echo`) answer it: find the
+/// end of the request head, take its `Sec-WebSocket-Key`, answer 101. Nothing else of HTTP.
+pub mod upgrade {
+    /// Largest upgrade request head accepted.
+    pub const MAX_HEAD: usize = 8 * 1024;
+    /// Answer to a head over [`MAX_HEAD`].
+    pub const HEAD_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    /// Answer to a request without `Sec-WebSocket-Key`.
+    pub const BAD_REQUEST: &[u8] =
+        b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+
+    /// End of the head (index just past `\r\n\r\n`), searching from a little before `from`
+    /// (where the previous read ended).
+    pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+        let start = from.saturating_sub(3);
+        buf[start..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| start + i + 4)
+    }
+
+    /// The `Sec-WebSocket-Key` header's value.
+    pub fn websocket_key(head: &[u8]) -> Option<&[u8]> {
+        head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let (name, value) = line.split_at(colon);
+            name.eq_ignore_ascii_case(b"sec-websocket-key")
+                .then(|| value[1..].trim_ascii())
+                .filter(|v| !v.is_empty())
+        })
+    }
+
+    /// The 101 answer to a request carrying `key`.
+    pub fn switching_protocols(key: &[u8]) -> String {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            ringsocket::proto::accept_key(key)
+        )
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nsec-websocket-key:  dGhlIHNhbXBsZSBub25jZQ== \r\n\r\nrest";
+
+        #[test]
+        fn head_end_is_found_across_reads() {
+            assert_eq!(find_head_end(REQUEST, 0), Some(REQUEST.len() - 4));
+            // The previous read ended inside the terminator.
+            assert_eq!(
+                find_head_end(REQUEST, REQUEST.len() - 6),
+                Some(REQUEST.len() - 4)
+            );
+            assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r", 0), None);
+        }
+
+        #[test]
+        fn key_and_answer_follow_rfc_6455() {
+            let key = websocket_key(REQUEST);
+            assert_eq!(key, Some(&b"dGhlIHNhbXBsZSBub25jZQ=="[..]));
+            assert_eq!(
+                websocket_key(b"GET / HTTP/1.1\r\nSec-WebSocket-Key: \r\n\r\n"),
+                None
+            );
+            assert_eq!(
+                switching_protocols(b"dGhlIHNhbXBsZSBub25jZQ=="),
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+            );
+        }
+    }
+}
+
 /// One load generator run, as printed by `loadgen --json` (a single JSON object on stdout).
 ///
 /// Fields that do not apply to a mode (latency in `idle`, RSS growth in `echo`, the server
@@ -239,6 +312,27 @@ pub mod sys {
                 }
             }
             Ok(lim.rlim_cur as u64)
+        }
+    }
+
+    /// The CPUs this process may run on (`sched_getaffinity`, so `taskset` and cpusets count).
+    pub fn allowed_cpus() -> Vec<usize> {
+        // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for this process.
+        let cpus: Vec<usize> = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+                (0..libc::CPU_SETSIZE as usize)
+                    .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        };
+        if cpus.is_empty() {
+            (0..std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+                .collect()
+        } else {
+            cpus
         }
     }
 

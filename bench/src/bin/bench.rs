@@ -43,6 +43,8 @@ struct ServerDef {
     fanout: bool,
     /// Takes `--deflate` (permessage-deflate).
     deflate: bool,
+    /// Runs only when named in `--servers` (not in the full or quick lists).
+    optional: bool,
 }
 
 impl ServerDef {
@@ -71,6 +73,7 @@ const SERVERS: &[ServerDef] = &[
         raw: false,
         fanout: true,
         deflate: true,
+        optional: false,
     },
     ServerDef {
         name: "raw-echo",
@@ -79,6 +82,17 @@ const SERVERS: &[ServerDef] = &[
         raw: true,
         fanout: false,
         deflate: false,
+        optional: false,
+    },
+    ServerDef {
+        name: "uring-echo",
+        what: "raw TCP echo written directly on io_uring with multishot recv, provided buffers \
+               and fixed files: what the kernel allows",
+        kind: Kind::Bin,
+        raw: true,
+        fanout: false,
+        deflate: false,
+        optional: true,
     },
     ServerDef {
         name: "fws-echo",
@@ -87,6 +101,7 @@ const SERVERS: &[ServerDef] = &[
         raw: false,
         fanout: false,
         deflate: false,
+        optional: false,
     },
     ServerDef {
         name: "tungstenite-echo",
@@ -95,6 +110,7 @@ const SERVERS: &[ServerDef] = &[
         raw: false,
         fanout: true,
         deflate: false,
+        optional: false,
     },
     ServerDef {
         name: "node-ws",
@@ -103,6 +119,7 @@ const SERVERS: &[ServerDef] = &[
         raw: false,
         fanout: true,
         deflate: true,
+        optional: false,
     },
     ServerDef {
         name: "node-fastify",
@@ -111,6 +128,7 @@ const SERVERS: &[ServerDef] = &[
         raw: false,
         fanout: true,
         deflate: true,
+        optional: false,
     },
 ];
 
@@ -538,7 +556,12 @@ fn run(args: Args) -> Result<i32> {
     if args.list {
         println!("servers:");
         for s in SERVERS {
-            println!("  {:<18} {}", s.name, s.what);
+            let optional = if s.optional {
+                " (only when named in --servers)"
+            } else {
+                ""
+            };
+            println!("  {:<18} {}{optional}", s.name, s.what);
         }
         println!("scenarios:");
         for s in SCENARIOS {
@@ -589,7 +612,11 @@ fn run(args: Args) -> Result<i32> {
             if quick {
                 QUICK_SERVERS.to_vec()
             } else {
-                SERVERS.iter().map(|s| s.name).collect()
+                SERVERS
+                    .iter()
+                    .filter(|s| !s.optional)
+                    .map(|s| s.name)
+                    .collect()
             },
             &SERVERS.iter().map(|s| s.name).collect::<Vec<_>>(),
             "server",

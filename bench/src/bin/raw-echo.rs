@@ -25,21 +25,15 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
+use ringsocket_bench::upgrade::{
+    find_head_end, switching_protocols, websocket_key, BAD_REQUEST, HEAD_TOO_LARGE, MAX_HEAD,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Echo buffer per connection.
 const BUF_SIZE: usize = 64 * 1024;
-/// Largest upgrade request head accepted.
-const MAX_HEAD: usize = 8 * 1024;
-/// Answer to a head over `MAX_HEAD`.
-const HEAD_TOO_LARGE: &[u8] =
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-/// Answer to a request without `Sec-WebSocket-Key`.
-const BAD_REQUEST: &[u8] =
-    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-
 /// Raw TCP echo server behind a WebSocket handshake (the benchmark's ceiling).
 #[derive(Debug, Parser)]
 #[command(name = "raw-echo")]
@@ -70,7 +64,7 @@ fn main() -> anyhow::Result<()> {
         listeners.push(listener);
     }
 
-    let cpus = allowed_cpus();
+    let cpus = ringsocket_bench::sys::allowed_cpus();
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut threads = Vec::with_capacity(workers);
     let mut driver = "io_uring";
@@ -105,26 +99,6 @@ fn main() -> anyhow::Result<()> {
         let _ = thread.join();
     }
     Ok(())
-}
-
-/// The CPUs this process may run on (`sched_getaffinity`, so `taskset` and cpusets count).
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for this process.
-    let cpus: Vec<usize> = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
-            (0..libc::CPU_SETSIZE as usize)
-                .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-                .collect()
-        } else {
-            Vec::new()
-        }
-    };
-    if cpus.is_empty() {
-        (0..std::thread::available_parallelism().map_or(1, NonZeroUsize::get)).collect()
-    } else {
-        cpus
-    }
 }
 
 fn worker(
@@ -212,10 +186,7 @@ async fn serve(mut stream: TcpStream) -> io::Result<()> {
         let (res, _) = stream.write_all(BAD_REQUEST).await;
         return res.map(drop);
     };
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-        ringsocket::proto::accept_key(key)
-    );
+    let response = switching_protocols(key);
     let (res, _) = stream.write_all(response.into_bytes()).await;
     res?;
 
@@ -234,24 +205,4 @@ async fn serve(mut stream: TcpStream) -> io::Result<()> {
             return Ok(());
         }
     }
-}
-
-/// End of the head (index just past `\r\n\r\n`), searching from a little before `from`.
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let start = from.saturating_sub(3);
-    buf[start..]
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| start + i + 4)
-}
-
-/// The `Sec-WebSocket-Key` header's value.
-fn websocket_key(head: &[u8]) -> Option<&[u8]> {
-    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
-        let colon = line.iter().position(|&b| b == b':')?;
-        let (name, value) = line.split_at(colon);
-        name.eq_ignore_ascii_case(b"sec-websocket-key")
-            .then(|| value[1..].trim_ascii())
-            .filter(|v| !v.is_empty())
-    })
 }
