@@ -1839,6 +1839,23 @@ fn markdown(
         "- `raw-echo` does no WebSocket work at all (it echoes the masked bytes verbatim after a \
          real 101): it is the ceiling of a server on this runtime and kernel, not a competitor."
     );
+    if summary.iter().any(|s| s.server == "uring-echo") {
+        let _ = writeln!(
+            w,
+            "- `uring-echo` (run only when named) does no WebSocket work either, and uses what \
+             monoio does not: one multishot receive per connection into a provided buffer ring, \
+             registered files, sends straight from the received buffer (one submission per \
+             message). It is the ceiling of any io_uring server on this kernel: what it gains \
+             over `fws-echo` bounds what any server, ringsocket included, can gain over it here."
+        );
+    }
+    let _ = writeln!(
+        w,
+        "- The load generator's io_uring ring is set up like ringsocket's (`COOP_TASKRUN`, \
+         `SINGLE_ISSUER`, `DEFER_TASKRUN`). On loopback a server's write runs the client's \
+         wake-up in the server's own context; with a plain ring on the client every echo cost \
+         the server an inter-processor interrupt (`kick_process`), about a fifth of its CPU."
+    );
     let _ = writeln!(
         w,
         "- \"msgs / server CPU-s\" divides the echoes by the server's own CPU time over the counted \
