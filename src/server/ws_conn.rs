@@ -1,6 +1,6 @@
 //! One connection on its core, WebSocket phase: three tasks share the connection's
-//! [`Shared`] state. This task reads and decodes; a writer task owns the write side; the
-//! handler runs on its own. Everything stays on this core.
+//! [`Shared`] state. This task reads and decodes; a writer task, started by the first thing to
+//! write, owns the write side; the handler runs on its own. Everything stays on this core.
 
 use std::{
     cell::RefCell,
@@ -108,7 +108,9 @@ pub(crate) fn run<S: Conn>(
         },
     });
     let (mut reader, writer) = stream.into_split();
-    let writer = monoio::spawn(CatchUnwind::new(write_loop(writer, fd, Rc::clone(&shared))));
+    shared
+        .borrow_mut()
+        .set_writer_start(writer_starter(writer, fd, Rc::downgrade(&shared)));
     match handler {
         Some(handler) => {
             let ws = WebSocket::new(
@@ -147,8 +149,15 @@ pub(crate) fn run<S: Conn>(
         )
         .await;
         shared.borrow_mut().set_reader_done();
-        if let Err(payload) = writer.await {
-            tracing::error!("writer panicked: {}", panic_message(&*payload));
+        let unstarted = shared.borrow_mut().take_writer_start();
+        match unstarted {
+            // Nothing was ever written. Dropping the starter drops the write half: forget
+            // how to cut the socket first, as the writer does when it ends.
+            Some(start) => {
+                shared.borrow_mut().detach();
+                drop(start);
+            }
+            None => poll_fn(|cx| shared.borrow_mut().poll_writer_done(cx.waker())).await,
         }
         let (report, peer_gone) = {
             let mut shared = shared.borrow_mut();
@@ -498,6 +507,26 @@ fn write_loop<S: Conn>(
         // and may be reused, so the cutter must go first.
         shared.borrow_mut().detach();
     }
+}
+
+/// What starts the writer task on the connection's first write (see `Shared::wake_writer`).
+fn writer_starter<S: Conn>(
+    writer: OwnedWriteHalf<S>,
+    fd: RawFd,
+    shared: Weak<RefCell<Shared>>,
+) -> Box<dyn FnOnce()> {
+    Box::new(move || {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let write = CatchUnwind::new(write_loop(writer, fd, Rc::clone(&shared)));
+        monoio::spawn(async move {
+            if let Err(payload) = write.await {
+                tracing::error!("writer panicked: {}", panic_message(&*payload));
+            }
+            shared.borrow_mut().set_writer_done();
+        });
+    })
 }
 
 /// Cuts both directions of the socket: a pending read returns EOF, a pending write fails.

@@ -143,7 +143,44 @@ impl Shared {
     pub(super) fn wake_writer(&mut self) {
         if let Some(w) = self.writer_waker.take() {
             w.wake();
+        } else if !self.terminated && self.has_writes() {
+            if let Some(start) = self.writer_start.take() {
+                start();
+            }
         }
+    }
+
+    fn has_writes(&self) -> bool {
+        !self.pending_pongs.is_empty()
+            || !self.chunks.is_empty()
+            || !self.out.is_empty()
+            || self.pending_close.is_some()
+    }
+
+    /// Installs what starts the writer on the first write.
+    pub(crate) fn set_writer_start(&mut self, start: Box<dyn FnOnce()>) {
+        self.writer_start = Some(start);
+    }
+
+    /// The reader is done: the writer's starter if the writer never started (nothing was
+    /// ever written), for the caller to drop once the socket may close.
+    pub(crate) fn take_writer_start(&mut self) -> Option<Box<dyn FnOnce()>> {
+        self.writer_start.take()
+    }
+
+    pub(crate) fn set_writer_done(&mut self) {
+        self.writer_done = true;
+        if let Some(w) = self.writer_done_waker.take() {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn poll_writer_done(&mut self, waker: &Waker) -> Poll<()> {
+        if self.writer_done {
+            return Poll::Ready(());
+        }
+        self.writer_done_waker = Some(waker.clone());
+        Poll::Pending
     }
 
     pub(super) fn wake_senders(&mut self) {
@@ -209,6 +246,34 @@ mod tests {
         assert_eq!(s.report().written, 4);
         assert_eq!(s.buffered_amount(), 0);
         assert!(s.poll_write_job(Waker::noop(), &mut spare).is_pending());
+    }
+
+    #[test]
+    fn the_writer_starts_on_the_first_write_and_only_once() {
+        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let starts = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut s = shared.borrow_mut();
+        let counter = std::rc::Rc::clone(&starts);
+        s.set_writer_start(Box::new(move || counter.set(counter.get() + 1)));
+        // Wake-ups with nothing to write (a received pong, the liveness sweep) start nothing.
+        s.wake_all();
+        assert_eq!(starts.get(), 0);
+        s.queue_data(OpCode::Text, b"hello", false).unwrap();
+        assert_eq!(starts.get(), 1);
+        s.queue_data(OpCode::Text, b"again", false).unwrap();
+        s.on_ping(Bytes::from_static(b"p"));
+        assert_eq!(starts.get(), 1);
+        assert!(s.take_writer_start().is_none());
+    }
+
+    #[test]
+    fn a_connection_that_never_writes_hands_its_starter_back() {
+        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let mut s = shared.borrow_mut();
+        s.set_writer_start(Box::new(|| panic!("nothing was written")));
+        s.on_read_end();
+        s.terminate();
+        assert!(s.take_writer_start().is_some());
     }
 
     #[test]
