@@ -5,7 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{block_on, echo_app, start};
-use ringsocket::{client::Client, proto::OpCode, CloseFrame, Message};
+use ringsocket::{client::Client, proto::OpCode, App, CloseFrame, Message};
 
 #[test]
 fn echoes_text_and_binary_unchanged() {
@@ -115,6 +115,68 @@ fn close_handshake_echoes_the_code() {
             client.recv().await.is_none(),
             "server closes TCP after the handshake"
         );
+    });
+    server.shutdown();
+    server.wait();
+}
+
+/// Large payloads go out from their own buffers after their headers (vectored writes), small
+/// ones are copied: a client that reads nothing until it has sent everything makes the
+/// server's writes stop part way (its socket buffers fill), and every byte must still come
+/// back in order.
+#[test]
+fn large_and_small_messages_come_back_byte_exact_through_partial_writes() {
+    let app = App::builder()
+        .websocket(
+            ringsocket::WsOptions::new()
+                .max_payload(2 << 20)
+                .max_backpressure(64 << 20),
+        )
+        .ws("/", |mut ws, _req| async move {
+            while let Some(Ok(message)) = ws.recv().await {
+                if message.is_close() || ws.send(message).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let server = start(app);
+    let addr = server.local_addr();
+    let sizes = [
+        5_000, 10, 1_500_000, 4_096, 4_095, 2_000_000, 3, 700_000, 2_000_000, 1, 1_800_000,
+    ];
+    let messages: Vec<Message> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            if i % 3 == 1 {
+                let text = (0..size).map(|j| char::from(b' ' + ((j * 31 + i * 7) % 95) as u8));
+                Message::text(text.collect::<String>())
+            } else {
+                Message::binary(
+                    (0..size)
+                        .map(|j| (j * 31 + i * 7) as u8)
+                        .collect::<Vec<u8>>(),
+                )
+            }
+        })
+        .collect();
+    block_on(async move {
+        let mut client = Client::connect(addr, "/").await.unwrap();
+        for message in &messages {
+            client.send(message.clone()).await.unwrap();
+        }
+        for (i, message) in messages.iter().enumerate() {
+            let echoed = client.recv().await.unwrap().unwrap();
+            assert!(
+                echoed == *message,
+                "message {i} ({} bytes) differs: got {} bytes (text: {})",
+                sizes[i],
+                echoed.payload().len(),
+                echoed.as_text().is_some()
+            );
+        }
     });
     server.shutdown();
     server.wait();

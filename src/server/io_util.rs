@@ -2,9 +2,9 @@
 
 use std::{io, os::fd::RawFd, time::Duration};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use monoio::{
-    buf::IoBufMut,
+    buf::{IoBufMut, IoVecBuf},
     io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split},
     time::timeout,
 };
@@ -39,6 +39,99 @@ pub(crate) async fn read_more<S: AsyncReadRent>(
     let (res, slice) = stream.read(owned.slice_mut(len..)).await;
     *buf = slice.into_inner();
     res
+}
+
+/// Chunks of bytes written in order with vectored writes, reused from write to write. While a
+/// write is in flight the runtime owns this value, so the iovecs' targets (the chunks) stay
+/// put.
+pub(crate) struct IoParts {
+    /// What to write, in order; filled by the caller, emptied by [`write_parts`].
+    pub(crate) parts: Vec<Bytes>,
+    iov: Vec<libc::iovec>,
+    /// The first iovec not yet written in full.
+    at: usize,
+}
+
+impl IoParts {
+    pub(crate) fn new() -> Self {
+        Self {
+            parts: Vec::new(),
+            iov: Vec::new(),
+            at: 0,
+        }
+    }
+
+    fn prepare(&mut self) {
+        self.iov.clear();
+        self.at = 0;
+        for part in self.parts.iter().filter(|part| !part.is_empty()) {
+            self.iov.push(libc::iovec {
+                iov_base: part.as_ptr() as *mut libc::c_void,
+                iov_len: part.len(),
+            });
+        }
+    }
+
+    /// Marks `n` more bytes written.
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 && self.at < self.iov.len() {
+            let iov = &mut self.iov[self.at];
+            if n < iov.iov_len {
+                // SAFETY: n is less than the iovec's length, so the pointer stays inside the
+                // chunk it points into.
+                iov.iov_base = unsafe { iov.iov_base.cast::<u8>().add(n) }.cast();
+                iov.iov_len -= n;
+                return;
+            }
+            n -= iov.iov_len;
+            self.at += 1;
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.at == self.iov.len()
+    }
+}
+
+// SAFETY: the iovecs point into the chunks `parts` holds, which neither move nor change while
+// the value is owned by a write; `prepare` rebuilds them whenever `parts` changed.
+unsafe impl IoVecBuf for IoParts {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iov[self.at..].as_ptr()
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        self.iov.len() - self.at
+    }
+}
+
+/// Writes all of `io.parts` with as few vectored writes as the socket takes, then empties it
+/// (releasing the chunks). Returns the bytes written.
+pub(crate) async fn write_parts<S: AsyncWriteRent>(
+    stream: &mut S,
+    mut io: IoParts,
+) -> (io::Result<usize>, IoParts) {
+    io.prepare();
+    let mut written = 0;
+    let res = loop {
+        if io.is_done() {
+            break Ok(written);
+        }
+        let (res, back) = stream.writev(io).await;
+        io = back;
+        match res {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                written += n;
+                io.consume(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    io.parts.clear();
+    io.iov.clear();
+    (res, io)
 }
 
 /// Writes all of `bytes`.

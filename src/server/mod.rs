@@ -8,6 +8,7 @@
 pub(crate) mod catch;
 pub(crate) mod conn;
 mod io_util;
+mod read_buf;
 mod signal;
 pub(crate) mod worker;
 mod ws_conn;

@@ -20,7 +20,8 @@ use monoio::{
 use super::{
     catch::{panic_message, CatchUnwind},
     conn::READ_CHUNK,
-    io_util::{read_more, Conn},
+    io_util::{read_more, write_parts, Conn, IoParts},
+    read_buf::ReadBufs,
     worker::{ConnGuard, CoreState},
 };
 use crate::{
@@ -58,7 +59,7 @@ const CATCH_UP: Duration = Duration::from_secs(1);
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run<S: Conn>(
     stream: S,
-    mut buf: BytesMut,
+    buf: BytesMut,
     handler: Option<WsHandlerFn>,
     req: Request,
     protocol: Option<String>,
@@ -140,9 +141,10 @@ pub(crate) fn run<S: Conn>(
     }
 
     async move {
+        let mut bufs = ReadBufs::new(buf);
         read_loop(
             &mut reader,
-            &mut buf,
+            &mut bufs,
             &mut inbound,
             &shared,
             &mut on_protocol_error,
@@ -275,7 +277,7 @@ fn is_reported_protocol_error(err: &crate::BoxError, shared: &SharedRef) -> bool
 /// for the connection's whole life.
 async fn read_loop<S: Conn>(
     reader: &mut OwnedReadHalf<S>,
-    buf: &mut BytesMut,
+    bufs: &mut ReadBufs,
     inbound: &mut Inbound,
     shared: &SharedRef,
     on_protocol_error: &mut Option<ProtocolErrorReport>,
@@ -299,7 +301,7 @@ async fn read_loop<S: Conn>(
             if shared.borrow().terminated {
                 return;
             }
-            match inbound.next(buf) {
+            match inbound.next(&mut bufs.cur) {
                 Ok(Some(frame)) => match frame {
                     Frame::Ping(payload) => shared.borrow_mut().on_ping(payload),
                     Frame::Pong(_) => {}
@@ -330,17 +332,21 @@ async fn read_loop<S: Conn>(
                             }
                         });
                     }
-                    drain_input(reader, std::mem::take(buf)).await;
+                    drain_input(reader, std::mem::take(&mut bufs.cur)).await;
                     return;
                 }
             }
         }
         let needed = inbound.decoder.wanted();
-        let chunk = (2 * last_read).clamp(QUIET_READ, READ_CHUNK);
-        if buf.is_empty() && buf.capacity() > 2 * chunk {
+        // Room for a few reads like the last: a steady stream of equal messages then never
+        // fills the buffer exactly (which would read as "more was waiting").
+        let chunk = (4 * last_read).clamp(QUIET_READ, READ_CHUNK);
+        let buf = &bufs.cur;
+        if buf.is_empty() && buf.capacity() > 4 * chunk {
             // Do not keep a large buffer, waiting, for a peer that sends small messages.
-            *buf = BytesMut::new();
+            bufs.release();
         }
+        let buf = &bufs.cur;
         let spare = buf.capacity() - buf.len();
         let want = if needed > buf.len() {
             // The rest of a large frame, in one read when it fits.
@@ -349,7 +355,7 @@ async fn read_loop<S: Conn>(
             // A quiet connection waits with a small buffer: the read is in flight (and owns
             // its buffer) for as long as the peer says nothing.
             if buf.capacity() > QUIET_READ {
-                *buf = BytesMut::new();
+                bufs.release();
             }
             QUIET_READ
         } else if spare < chunk / 2 {
@@ -357,8 +363,9 @@ async fn read_loop<S: Conn>(
         } else {
             0
         };
-        let room = want.max(spare);
-        match read_more(reader, buf, want).await {
+        bufs.make_room(want);
+        let room = bufs.cur.capacity() - bufs.cur.len();
+        match read_more(reader, &mut bufs.cur, want).await {
             Ok(0) | Err(_) => {
                 shared.borrow_mut().on_read_end();
                 return;
@@ -451,13 +458,19 @@ fn write_loop<S: Conn>(
     async move {
         // Allocated on the first write: an idle connection holds no write buffer.
         let mut spare = BytesMut::new();
+        let mut io = IoParts::new();
         loop {
-            let job =
-                poll_fn(|cx| shared.borrow_mut().poll_write_job(cx.waker(), &mut spare)).await;
+            let job = poll_fn(|cx| {
+                shared
+                    .borrow_mut()
+                    .poll_write_job(cx.waker(), &mut spare, &mut io.parts)
+            })
+            .await;
             match job {
                 WriteJob::Stop => break,
-                WriteJob::Shared(chunk) => {
-                    let (res, _) = writer.write_all(chunk).await;
+                WriteJob::Parts => {
+                    let (res, back) = write_parts(&mut writer, io).await;
+                    io = back;
                     match res {
                         Ok(n) => shared.borrow_mut().on_data_written(n),
                         Err(_) => {

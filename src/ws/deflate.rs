@@ -228,6 +228,12 @@ impl SendDeflate {
         }
     }
 
+    /// Whether [`encode`](Self::encode) tries to compress a payload of `len` bytes sent with
+    /// `compress` (smaller ones go out as they are).
+    pub(crate) fn would_compress(&self, len: usize, compress: bool) -> bool {
+        compress && len >= self.threshold.max(1)
+    }
+
     /// Appends `payload` to `out` as one frame: compressed (RSV1 set) when `compress` allows,
     /// it reaches the threshold and it gets smaller, plain otherwise.
     pub(crate) fn encode(
@@ -237,7 +243,7 @@ impl SendDeflate {
         payload: &[u8],
         compress: bool,
     ) {
-        if !compress || payload.len() < self.threshold.max(1) {
+        if !self.would_compress(payload.len(), compress) {
             encode_frame(out, true, false, opcode, None, payload);
             return;
         }

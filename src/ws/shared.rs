@@ -15,7 +15,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 
 use crate::{
-    proto::{encode_frame, CloseFrame, OpCode, ProtocolError},
+    proto::{encode_frame, CloseFrame, FrameHeader, OpCode, ProtocolError},
     ws::{deflate::SendDeflate, options::BackpressurePolicy, Message, WsOptions},
 };
 
@@ -61,6 +61,10 @@ pub(crate) type SharedRef = Rc<RefCell<Shared>>;
 
 /// Most pongs waiting to be written; see `Shared::pending_pongs`.
 const MAX_PENDING_PONGS: usize = 16;
+
+/// Payloads from this size on are written from their own buffer, after their header, instead
+/// of being copied into the outbound buffer.
+const ZERO_COPY_MIN: usize = 4 * 1024;
 
 /// The state itself.
 pub(crate) struct Shared {
@@ -253,24 +257,56 @@ impl Shared {
     }
 
     /// Queues a data message, compressed when permessage-deflate was negotiated, `compress`
-    /// allows it, and it is worth it.
+    /// allows it, and it is worth it. A large payload that goes out as it is is not copied:
+    /// its header is queued and the payload itself written after it (one `writev`).
     pub(crate) fn queue_data(
         &mut self,
         opcode: OpCode,
-        payload: &[u8],
+        payload: Bytes,
         compress: bool,
     ) -> Result<(), crate::Error> {
         self.admit()?;
+        let compressed = match &self.deflate {
+            Some(deflate) => deflate.would_compress(payload.len(), compress),
+            None => false,
+        };
         let before = self.out.len();
-        match &mut self.deflate {
-            Some(deflate) => deflate.encode(&mut self.out, opcode, payload, compress),
-            None => encode_frame(&mut self.out, true, false, opcode, None, payload),
+        if !compressed && payload.len() >= ZERO_COPY_MIN {
+            let header = FrameHeader {
+                fin: true,
+                rsv1: false,
+                rsv2: false,
+                rsv3: false,
+                opcode,
+                mask: None,
+                payload_len: payload.len() as u64,
+            };
+            header.encode(&mut self.out);
+            self.out_total += (self.out.len() - before + payload.len()) as u64;
+            self.push_chunk(payload);
+        } else {
+            match &mut self.deflate {
+                Some(deflate) => deflate.encode(&mut self.out, opcode, &payload, compress),
+                None => encode_frame(&mut self.out, true, false, opcode, None, &payload),
+            }
+            self.out_total += (self.out.len() - before) as u64;
         }
-        self.out_total += (self.out.len() - before) as u64;
         self.out_ends.push_back(self.out_total);
         self.report.accepted += 1;
         self.wake_writer();
         Ok(())
+    }
+
+    /// Queues bytes to be written as they are, after everything queued before them: earlier
+    /// bytes of `out` are frozen into the chunk queue first (no copy either).
+    fn push_chunk(&mut self, chunk: Bytes) {
+        if !self.out.is_empty() {
+            let earlier = self.out.split().freeze();
+            self.chunks_bytes += earlier.len();
+            self.chunks.push_back(earlier);
+        }
+        self.chunks_bytes += chunk.len();
+        self.chunks.push_back(chunk);
     }
 
     /// Queues a ping or pong the application asked for.
@@ -358,16 +394,9 @@ impl Shared {
     /// `send_to`): no copy, the writer writes these very bytes.
     pub(crate) fn queue_shared(&mut self, frame: Bytes) -> Result<(), crate::Error> {
         self.admit()?;
-        if !self.out.is_empty() {
-            // Earlier sends go first: freeze them into the chunk queue (no copy either).
-            let earlier = self.out.split().freeze();
-            self.chunks_bytes += earlier.len();
-            self.chunks.push_back(earlier);
-        }
         self.out_total += frame.len() as u64;
         self.out_ends.push_back(self.out_total);
-        self.chunks_bytes += frame.len();
-        self.chunks.push_back(frame);
+        self.push_chunk(frame);
         self.report.accepted += 1;
         self.wake_writer();
         Ok(())
@@ -552,16 +581,16 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// The writer's next step; the bytes are in the buffer passed to `poll_write_job`, except for
-/// a shared chunk, which is written as it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The writer's next step; the bytes are in the buffers passed to `poll_write_job`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WriteJob {
     /// Write the buffer: an automatic pong.
     Control,
     /// Write the buffer: queued messages; report the bytes with `on_data_written`.
     Data,
-    /// Write this shared chunk; report the bytes with `on_data_written`.
-    Shared(Bytes),
+    /// Write the parts, in order, in one vectored write; report the bytes with
+    /// `on_data_written`.
+    Parts,
     /// Write the close frame, then half-close the socket if `shutdown`.
     Close {
         /// Half-close after the frame.

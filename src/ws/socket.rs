@@ -199,11 +199,11 @@ impl WebSocket {
         let message = message.into();
         let mut shared = self.shared.borrow_mut();
         let compress = options.compress;
-        match &message {
-            Message::Text(text) => shared.queue_data(OpCode::Text, text.as_bytes(), compress),
+        match message {
+            Message::Text(text) => shared.queue_data(OpCode::Text, text.into_bytes(), compress),
             Message::Binary(data) => shared.queue_data(OpCode::Binary, data, compress),
-            Message::Ping(data) => queue_control(&mut shared, OpCode::Ping, data),
-            Message::Pong(data) => queue_control(&mut shared, OpCode::Pong, data),
+            Message::Ping(data) => queue_control(&mut shared, OpCode::Ping, &data),
+            Message::Pong(data) => queue_control(&mut shared, OpCode::Pong, &data),
             Message::Close(frame) => {
                 drop(shared);
                 match frame {

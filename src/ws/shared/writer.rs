@@ -2,18 +2,24 @@
 
 use std::task::{Poll, Waker};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::{CloseReport, Phase, Shared, WriteJob};
 use crate::proto::{encode_frame, OpCode};
 
-/// Shared frames smaller than this are copied into one write with their neighbours; larger
-/// ones are written as they are (no copy).
-const COALESCE: usize = 16 * 1024;
+/// Most chunks gathered into one vectored write.
+pub(crate) const MAX_PARTS: usize = 64;
 
 impl Shared {
-    /// What the writer should do next.
-    pub(crate) fn poll_write_job(&mut self, waker: &Waker, spare: &mut BytesMut) -> Poll<WriteJob> {
+    /// What the writer should do next: for [`WriteJob::Control`], [`WriteJob::Data`] and
+    /// [`WriteJob::Close`] the bytes are put in `spare`; for [`WriteJob::Parts`], the chunks
+    /// to write in order, in one vectored write, are put in `parts` (empty on entry).
+    pub(crate) fn poll_write_job(
+        &mut self,
+        waker: &Waker,
+        spare: &mut BytesMut,
+        parts: &mut Vec<Bytes>,
+    ) -> Poll<WriteJob> {
         if self.terminated {
             return Poll::Ready(WriteJob::Stop);
         }
@@ -24,31 +30,19 @@ impl Shared {
             }
             return Poll::Ready(WriteJob::Control);
         }
-        if let Some(chunk) = self.chunks.pop_front() {
-            self.chunks_bytes -= chunk.len();
-            let alone = self.chunks.is_empty() && self.out.is_empty();
-            if alone || chunk.len() >= COALESCE {
-                self.in_flight = chunk.len();
-                return Poll::Ready(WriteJob::Shared(chunk));
+        if !self.chunks.is_empty() {
+            // Shared frames, large payloads and the bytes queued between them, written as
+            // they are (no copy); sends queued after them follow in the same write.
+            let take = self.chunks.len().min(MAX_PARTS);
+            parts.extend(self.chunks.drain(..take));
+            let taken: usize = parts.iter().map(Bytes::len).sum();
+            self.chunks_bytes -= taken;
+            self.in_flight = taken;
+            if self.chunks.is_empty() && !self.out.is_empty() && parts.len() < MAX_PARTS {
+                self.in_flight += self.out.len();
+                parts.push(self.out.split().freeze());
             }
-            // Several small frames queued (a burst of broadcasts): copy them into one write
-            // instead of one write each. Sends queued after them follow in the same write.
-            spare.clear();
-            spare.extend_from_slice(&chunk);
-            while let Some(next) = self.chunks.front() {
-                if spare.len() + next.len() > COALESCE {
-                    break;
-                }
-                spare.extend_from_slice(next);
-                self.chunks_bytes -= next.len();
-                self.chunks.pop_front();
-            }
-            if self.chunks.is_empty() && spare.len() + self.out.len() <= COALESCE {
-                spare.extend_from_slice(&self.out);
-                self.out.clear();
-            }
-            self.in_flight = spare.len();
-            return Poll::Ready(WriteJob::Data);
+            return Poll::Ready(WriteJob::Parts);
         }
         if !self.out.is_empty() {
             // Hand over everything queued; `send` keeps appending to the fresh buffer while
@@ -219,33 +213,107 @@ mod tests {
         WsOptions,
     };
 
+    use super::MAX_PARTS;
+
     fn frame(payload: &[u8]) -> Bytes {
         let mut out = BytesMut::new();
         encode_frame(&mut out, true, false, OpCode::Binary, None, payload);
         out.freeze()
     }
 
+    /// Polls the next job: the job, the bytes in `spare`, the parts.
+    fn next_job(s: &mut Shared) -> (Poll<WriteJob>, BytesMut, Vec<Bytes>) {
+        let mut spare = BytesMut::new();
+        let mut parts = Vec::new();
+        let job = s.poll_write_job(Waker::noop(), &mut spare, &mut parts);
+        (job, spare, parts)
+    }
+
+    fn concat(parts: &[Bytes]) -> Vec<u8> {
+        parts.iter().flat_map(|part| part.iter().copied()).collect()
+    }
+
     #[test]
-    fn small_shared_frames_and_later_sends_go_out_in_one_write_in_order() {
+    fn shared_frames_and_the_sends_around_them_go_out_in_one_write_in_order() {
         let shared = Shared::new(Arc::new(WsOptions::new()));
         let mut s = shared.borrow_mut();
-        s.queue_data(OpCode::Binary, b"first", false).unwrap();
+        s.queue_data(OpCode::Binary, Bytes::from_static(b"first"), false)
+            .unwrap();
         s.queue_shared(frame(b"a")).unwrap();
         s.queue_shared(frame(b"bb")).unwrap();
-        s.queue_data(OpCode::Binary, b"last", false).unwrap();
-        let mut spare = BytesMut::new();
-        let job = s.poll_write_job(Waker::noop(), &mut spare);
-        assert_eq!(job, Poll::Ready(WriteJob::Data));
+        s.queue_data(OpCode::Binary, Bytes::from_static(b"last"), false)
+            .unwrap();
+        let (job, _, parts) = next_job(&mut s);
+        assert_eq!(job, Poll::Ready(WriteJob::Parts));
         let mut want = BytesMut::new();
         for payload in [&b"first"[..], b"a", b"bb", b"last"] {
             encode_frame(&mut want, true, false, OpCode::Binary, None, payload);
         }
-        assert_eq!(&spare[..], &want[..]);
+        assert_eq!(parts.len(), 4);
+        assert_eq!(concat(&parts), &want[..]);
         assert_eq!(s.buffered_amount(), want.len());
-        s.on_data_written(spare.len());
+        s.on_data_written(want.len());
         assert_eq!(s.report().written, 4);
         assert_eq!(s.buffered_amount(), 0);
-        assert!(s.poll_write_job(Waker::noop(), &mut spare).is_pending());
+        assert!(next_job(&mut s).0.is_pending());
+    }
+
+    #[test]
+    fn a_large_payload_is_written_from_its_own_buffer_after_its_header() {
+        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let mut s = shared.borrow_mut();
+        let payload = Bytes::from(vec![7u8; 20 * 1024]);
+        s.queue_data(OpCode::Binary, payload.clone(), false)
+            .unwrap();
+        s.queue_data(OpCode::Text, Bytes::from_static(b"after"), false)
+            .unwrap();
+        let (job, _, parts) = next_job(&mut s);
+        assert_eq!(job, Poll::Ready(WriteJob::Parts));
+        // Header, the very payload (not a copy), then the later send.
+        assert_eq!(parts.len(), 3);
+        assert_eq!(&parts[0][..], &[0x82, 126, 0x50, 0x00][..]);
+        assert_eq!(parts[1].as_ptr(), payload.as_ptr());
+        assert_eq!(parts[1].len(), payload.len());
+        assert_eq!(&parts[2][..], b"\x81\x05after");
+        let total = 4 + payload.len() + 7;
+        assert_eq!(s.buffered_amount(), total);
+        // A write that stops inside the payload completes no message.
+        s.on_data_written(4 + 100);
+        assert_eq!(s.report().written, 0);
+        s.on_data_written(total - 104);
+        assert_eq!(s.report().written, 2);
+        assert_eq!(s.buffered_amount(), 0);
+    }
+
+    #[test]
+    fn small_payloads_are_copied_into_one_buffer() {
+        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let mut s = shared.borrow_mut();
+        s.queue_data(OpCode::Text, Bytes::from_static(b"one"), false)
+            .unwrap();
+        s.queue_data(OpCode::Text, Bytes::from(vec![b'x'; 4095]), false)
+            .unwrap();
+        let (job, spare, parts) = next_job(&mut s);
+        assert_eq!(job, Poll::Ready(WriteJob::Data));
+        assert!(parts.is_empty());
+        assert_eq!(spare.len(), 5 + 4 + 4095);
+        assert_eq!(&spare[..5], b"\x81\x03one");
+    }
+
+    #[test]
+    fn at_most_max_parts_chunks_go_in_one_write() {
+        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let mut s = shared.borrow_mut();
+        for _ in 0..MAX_PARTS + 3 {
+            s.queue_shared(frame(b"z")).unwrap();
+        }
+        let (_, _, parts) = next_job(&mut s);
+        assert_eq!(parts.len(), MAX_PARTS);
+        s.on_data_written(MAX_PARTS * 3);
+        assert_eq!(s.report().written, MAX_PARTS as u64);
+        let (job, _, parts) = next_job(&mut s);
+        assert_eq!(job, Poll::Ready(WriteJob::Parts));
+        assert_eq!(parts.len(), 3);
     }
 
     #[test]
@@ -258,9 +326,11 @@ mod tests {
         // Wake-ups with nothing to write (a received pong, the liveness sweep) start nothing.
         s.wake_all();
         assert_eq!(starts.get(), 0);
-        s.queue_data(OpCode::Text, b"hello", false).unwrap();
+        s.queue_data(OpCode::Text, Bytes::from_static(b"hello"), false)
+            .unwrap();
         assert_eq!(starts.get(), 1);
-        s.queue_data(OpCode::Text, b"again", false).unwrap();
+        s.queue_data(OpCode::Text, Bytes::from_static(b"again"), false)
+            .unwrap();
         s.on_ping(Bytes::from_static(b"p"));
         assert_eq!(starts.get(), 1);
         assert!(s.take_writer_start().is_none());
@@ -274,32 +344,5 @@ mod tests {
         s.on_read_end();
         s.terminate();
         assert!(s.take_writer_start().is_some());
-    }
-
-    #[test]
-    fn a_lone_or_large_shared_frame_is_written_without_a_copy() {
-        let shared = Shared::new(Arc::new(WsOptions::new()));
-        let mut s = shared.borrow_mut();
-        let mut spare = BytesMut::new();
-        let lone = frame(b"only");
-        s.queue_shared(lone.clone()).unwrap();
-        assert_eq!(
-            s.poll_write_job(Waker::noop(), &mut spare),
-            Poll::Ready(WriteJob::Shared(lone.clone()))
-        );
-        s.on_data_written(lone.len());
-        let large = frame(&vec![7; 20 * 1024]);
-        s.queue_shared(large.clone()).unwrap();
-        s.queue_shared(frame(b"small")).unwrap();
-        assert_eq!(
-            s.poll_write_job(Waker::noop(), &mut spare),
-            Poll::Ready(WriteJob::Shared(large.clone()))
-        );
-        s.on_data_written(large.len());
-        assert_eq!(
-            s.poll_write_job(Waker::noop(), &mut spare),
-            Poll::Ready(WriteJob::Shared(frame(b"small")))
-        );
-        assert_eq!(s.report().written, 2);
     }
 }
