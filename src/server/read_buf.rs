@@ -5,6 +5,10 @@
 
 use bytes::BytesMut;
 
+/// Reads larger than this (the rest of a large frame) do not keep a second buffer: a busy
+/// connection holds at most two buffers of about this size, not two of its largest message.
+const KEEP_TWO_UP_TO: usize = 64 * 1024;
+
 pub(crate) struct ReadBufs {
     /// Where reads land and frames are decoded from.
     pub(crate) cur: BytesMut,
@@ -33,7 +37,11 @@ impl ReadBufs {
         }
         self.other.extend_from_slice(&self.cur);
         std::mem::swap(&mut self.cur, &mut self.other);
-        self.other.clear();
+        if want > KEEP_TWO_UP_TO {
+            self.other = BytesMut::new();
+        } else {
+            self.other.clear();
+        }
     }
 
     /// Lets both buffers go, for a connection that waits with a small one.
@@ -101,6 +109,18 @@ mod tests {
         let mut want = vec![1; 10];
         want.extend_from_slice(&[2; 40]);
         assert_eq!(&bufs.cur[..], &want[..]);
+        assert_eq!(&held[..], &[1; 40][..]);
+    }
+
+    #[test]
+    fn a_large_read_keeps_no_second_buffer() {
+        let mut bufs = ReadBufs::new(BytesMut::with_capacity(64));
+        read(&mut bufs, 40, 1);
+        let held = bufs.cur.split_to(40).freeze();
+        read(&mut bufs, 100, 2);
+        read(&mut bufs, super::KEEP_TWO_UP_TO + 1, 3);
+        assert_eq!(bufs.cur.len(), 100 + super::KEEP_TWO_UP_TO + 1);
+        assert_eq!(bufs.other.capacity(), 0);
         assert_eq!(&held[..], &[1; 40][..]);
     }
 
