@@ -181,3 +181,44 @@ fn large_and_small_messages_come_back_byte_exact_through_partial_writes() {
     server.shutdown();
     server.wait();
 }
+
+/// A connection quiet for a while waits for bytes without a read buffer; whatever arrives
+/// next (a small message, a large one, a frame trickling in) is read as usual.
+#[test]
+fn messages_after_quiet_spells_come_back_unchanged() {
+    let server = start(echo_app());
+    let addr = server.local_addr();
+    block_on(async move {
+        let mut client = Client::connect(addr, "/").await.unwrap();
+        let quiet = std::time::Duration::from_millis(120);
+        for size in [5usize, 700_000, 0, 3_000] {
+            monoio::time::sleep(quiet).await;
+            let payload: Vec<u8> = (0..size).map(|j| (j % 251) as u8).collect();
+            client.send(Message::binary(payload.clone())).await.unwrap();
+            assert_eq!(
+                client.recv().await.unwrap().unwrap(),
+                Message::binary(payload)
+            );
+        }
+        // A frame whose bytes come apart, each after a quiet spell.
+        let mut frame = bytes::BytesMut::new();
+        ringsocket::proto::encode_frame(
+            &mut frame,
+            true,
+            false,
+            OpCode::Text,
+            Some([9, 8, 7, 6]),
+            b"trickled in",
+        );
+        for piece in [&frame[..1], &frame[1..4], &frame[4..]] {
+            monoio::time::sleep(quiet).await;
+            client.send_raw(piece).await.unwrap();
+        }
+        assert_eq!(
+            client.recv().await.unwrap().unwrap(),
+            Message::text("trickled in")
+        );
+    });
+    server.shutdown();
+    server.wait();
+}

@@ -5,7 +5,7 @@ use std::{io, os::fd::RawFd, time::Duration};
 use bytes::{Bytes, BytesMut};
 use monoio::{
     buf::{IoBufMut, IoVecBuf},
-    io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split},
+    io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, Split},
     time::timeout,
 };
 
@@ -16,9 +16,33 @@ use crate::{app::Reply, http::write_full_response};
 pub(crate) trait Conn:
     AsyncReadRent + AsyncWriteRent + Split + std::os::fd::AsRawFd + 'static
 {
+    /// Waits until the socket has bytes to read, or is closed or cut, without a buffer: a
+    /// quiet connection then holds none. May wake without bytes (the legacy driver's
+    /// readiness is relaxed); the read that follows waits as usual.
+    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>>;
 }
 
-impl<T: AsyncReadRent + AsyncWriteRent + Split + std::os::fd::AsRawFd + 'static> Conn for T {}
+impl Conn for monoio::net::TcpStream {
+    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> {
+        self.readable(true)
+    }
+}
+
+impl Conn for monoio::net::UnixStream {
+    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> {
+        self.readable(true)
+    }
+}
+
+/// [`Conn::wait_readable`] on the read half of a split connection.
+pub(crate) async fn wait_readable<S: Conn>(reader: &OwnedReadHalf<S>) -> io::Result<()> {
+    // SAFETY: the stream lives as long as either half. `readable` uses the reference only to
+    // clone the descriptor into its poll operation, during this future's first poll (the
+    // `.await` below polls it at once, before any other task, the writer included, can run
+    // on this thread); the operation owns the descriptor from then on.
+    let stream = unsafe { &*reader.0.get() };
+    stream.wait_readable().await
+}
 
 /// How long a refused connection is drained before it is closed, so the client reads the
 /// answer instead of a reset.

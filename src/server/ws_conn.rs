@@ -20,7 +20,7 @@ use monoio::{
 use super::{
     catch::{panic_message, CatchUnwind},
     conn::READ_CHUNK,
-    io_util::{read_more, write_parts, Conn, IoParts},
+    io_util::{read_more, wait_readable, write_parts, Conn, IoParts},
     read_buf::ReadBufs,
     worker::{ConnGuard, CoreState},
 };
@@ -352,10 +352,12 @@ async fn read_loop<S: Conn>(
             // The rest of a large frame, in one read when it fits.
             (needed - buf.len()).clamp(READ_CHUNK, MAX_FRAME_READ)
         } else if quiet && buf.is_empty() {
-            // A quiet connection waits with a small buffer: the read is in flight (and owns
-            // its buffer) for as long as the peer says nothing.
-            if buf.capacity() > QUIET_READ {
-                bufs.release();
+            // A quiet connection waits for bytes without a buffer, then reads them into a
+            // small one.
+            bufs.release();
+            if wait_readable(reader).await.is_err() {
+                shared.borrow_mut().on_read_end();
+                return;
             }
             QUIET_READ
         } else if spare < chunk / 2 {
