@@ -140,8 +140,9 @@ pub(crate) fn run<S: Conn>(
         }
     }
 
+    // Made here, not in the block: the block would keep `buf` beside it.
+    let mut bufs = ReadBufs::new(buf);
     async move {
-        let mut bufs = ReadBufs::new(buf);
         read_loop(
             &mut reader,
             &mut bufs,
