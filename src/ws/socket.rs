@@ -173,6 +173,10 @@ impl WebSocket {
     /// a message refused is reported at once. `Close` starts the close handshake (as
     /// [`close`](Self::close)); `Ping`/`Pong` payloads must be at most 125 bytes.
     ///
+    /// Payloads of 4 KiB and more that go out uncompressed are written from the message's own
+    /// [`Bytes`](bytes::Bytes), without a copy, so the buffer they share (a received message's
+    /// read buffer, say) stays allocated until they are written.
+    ///
     /// # Errors
     ///
     /// [`Error::Closed`] once the connection is closing; [`Error::Backpressure`] when the
