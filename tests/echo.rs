@@ -4,8 +4,8 @@
 mod common;
 
 use bytes::Bytes;
-use common::{block_on, echo_app, start};
-use ringsocket::{client::Client, proto::OpCode, App, CloseFrame, Message};
+use common::{block_on, echo_app, echo_app_with, start};
+use ringsocket::{client::Client, proto::OpCode, CloseFrame, Message};
 
 #[test]
 fn echoes_text_and_binary_unchanged() {
@@ -126,21 +126,11 @@ fn close_handshake_echoes_the_code() {
 /// back in order.
 #[test]
 fn large_and_small_messages_come_back_byte_exact_through_partial_writes() {
-    let app = App::builder()
-        .websocket(
-            ringsocket::WsOptions::new()
-                .max_payload(2 << 20)
-                .max_backpressure(64 << 20),
-        )
-        .ws("/", |mut ws, _req| async move {
-            while let Some(Ok(message)) = ws.recv().await {
-                if message.is_close() || ws.send(message).await.is_err() {
-                    break;
-                }
-            }
-        })
-        .build()
-        .unwrap();
+    let app = echo_app_with(
+        ringsocket::WsOptions::new()
+            .max_payload(2 << 20)
+            .max_backpressure(64 << 20),
+    );
     let server = start(app);
     let addr = server.local_addr();
     let sizes = [

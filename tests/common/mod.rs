@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use ringsocket::{App, Server, ServerHandle};
+use ringsocket::{App, Server, ServerHandle, WsOptions};
 
 /// Starts `app` on 127.0.0.1:0 with 2 workers.
 pub fn start(app: App) -> ServerHandle {
@@ -21,7 +21,13 @@ pub fn start(app: App) -> ServerHandle {
 
 /// An echo app on `/`.
 pub fn echo_app() -> App {
+    echo_app_with(WsOptions::new())
+}
+
+/// An echo app on `/` with these WebSocket options.
+pub fn echo_app_with(options: WsOptions) -> App {
     App::builder()
+        .websocket(options)
         .ws("/", |mut ws, _req| async move {
             while let Some(Ok(message)) = ws.recv().await {
                 if message.is_close() || ws.send(message).await.is_err() {
