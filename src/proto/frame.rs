@@ -161,6 +161,25 @@ impl Lead {
 }
 
 impl FrameHeader {
+    /// The header of a frame we send: RSV2 and RSV3 clear.
+    pub(crate) fn outgoing(
+        fin: bool,
+        rsv1: bool,
+        opcode: OpCode,
+        mask: Option<[u8; 4]>,
+        payload_len: usize,
+    ) -> Self {
+        Self {
+            fin,
+            rsv1,
+            rsv2: false,
+            rsv3: false,
+            opcode,
+            mask,
+            payload_len: payload_len as u64,
+        }
+    }
+
     /// Parses a header from the front of `buf`, returning it with its length in bytes.
     ///
     /// Returns `Ok(None)` while the header is incomplete; nothing is consumed either way.
@@ -231,15 +250,7 @@ pub fn encode_frame(
     mask: Option<[u8; 4]>,
     payload: &[u8],
 ) {
-    let header = FrameHeader {
-        fin,
-        rsv1,
-        rsv2: false,
-        rsv3: false,
-        opcode,
-        mask,
-        payload_len: payload.len() as u64,
-    };
+    let header = FrameHeader::outgoing(fin, rsv1, opcode, mask, payload.len());
     dst.reserve(header.encoded_len() + payload.len());
     header.encode(dst);
     let start = dst.len();

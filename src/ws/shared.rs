@@ -272,16 +272,7 @@ impl Shared {
         };
         let before = self.out.len();
         if !compressed && payload.len() >= ZERO_COPY_MIN {
-            let header = FrameHeader {
-                fin: true,
-                rsv1: false,
-                rsv2: false,
-                rsv3: false,
-                opcode,
-                mask: None,
-                payload_len: payload.len() as u64,
-            };
-            header.encode(&mut self.out);
+            FrameHeader::outgoing(true, false, opcode, None, payload.len()).encode(&mut self.out);
             self.out_total += (self.out.len() - before + payload.len()) as u64;
             self.push_chunk(payload);
         } else {
