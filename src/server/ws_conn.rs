@@ -342,8 +342,7 @@ async fn read_loop<S: Conn>(
         // Room for a few reads like the last: a steady stream of equal messages then never
         // fills the buffer exactly (which would read as "more was waiting").
         let chunk = (4 * last_read).clamp(QUIET_READ, READ_CHUNK);
-        let buf = &bufs.cur;
-        if buf.is_empty() && buf.capacity() > 4 * chunk {
+        if bufs.cur.is_empty() && bufs.cur.capacity() > 4 * chunk {
             // Do not keep a large buffer, waiting, for a peer that sends small messages.
             bufs.release();
         }
