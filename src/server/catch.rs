@@ -16,8 +16,53 @@ pub(crate) struct CatchUnwind<T> {
 
 impl<T> CatchUnwind<T> {
     pub(crate) fn new(future: impl Future<Output = T> + 'static) -> Self {
+        Self::from_box(Box::pin(future))
+    }
+
+    /// For a future already boxed (a handler's): no second box.
+    pub(crate) fn from_box(future: Pin<Box<dyn Future<Output = T>>>) -> Self {
         Self {
-            inner: Some(Box::pin(future)),
+            inner: Some(future),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A task's whole future under `catch_unwind`, in place: spawned as it is, the task holds
+    /// the future itself and no box beside it. A panic is logged (with `what` panicked) and
+    /// ends the task.
+    pub(crate) struct CatchInPlace<F> {
+        #[pin]
+        inner: Option<F>,
+        what: &'static str,
+    }
+}
+
+impl<F> CatchInPlace<F> {
+    pub(crate) fn new(inner: F, what: &'static str) -> Self {
+        Self {
+            inner: Some(inner),
+            what,
+        }
+    }
+}
+
+impl<F: Future<Output = ()>> Future for CatchInPlace<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(());
+        };
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(poll) => poll,
+            Err(payload) => {
+                tracing::error!("{} panicked: {}", this.what, panic_message(&*payload));
+                // Dropped where it stands; its drop may panic too.
+                let _ = catch_unwind(AssertUnwindSafe(|| this.inner.set(None)));
+                Poll::Ready(())
+            }
         }
     }
 }

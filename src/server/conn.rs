@@ -10,7 +10,7 @@ use http::{Method, StatusCode};
 use monoio::time::timeout;
 
 use super::{
-    catch::{catch_unwind_local, panic_message, CatchUnwind},
+    catch::{catch_unwind_local, panic_message, CatchInPlace},
     io_util::{linger, read_more, write_bytes, write_reply, Conn, CutOnDrop},
     worker::{ConnGuard, CoreState},
     ws_conn, ServerConfig,
@@ -315,10 +315,9 @@ async fn upgrade<S: Conn>(
     }
     cut.disarm();
     // The WebSocket phase runs as a task of its own, so the HTTP phase's state (this future)
-    // is freed instead of staying allocated for the connection's whole life. It is boxed
-    // (by `CatchUnwind`) before the spawn: a task that captured the future itself would keep
-    // room for it beside the box for the connection's whole life (about 2.6 KiB).
-    let ws_phase = CatchUnwind::new(ws_conn::run(
+    // is freed instead of staying allocated for the connection's whole life. The task holds
+    // the phase's future itself, caught in place (no box beside it).
+    let ws_phase = ws_conn::run(
         stream,
         buf,
         route.ws_handler.clone(),
@@ -328,12 +327,8 @@ async fn upgrade<S: Conn>(
         deflate,
         Rc::clone(core),
         guard,
-    ));
-    monoio::spawn(async move {
-        if let Err(payload) = ws_phase.await {
-            tracing::error!("connection task panicked: {}", panic_message(&*payload));
-        }
-    });
+    );
+    monoio::spawn(CatchInPlace::new(ws_phase, "connection task"));
 }
 
 /// The subprotocol to answer with: `handle_protocols`' pick if it was offered, else the first

@@ -7,6 +7,7 @@
 
 pub(crate) mod catch;
 pub(crate) mod conn;
+mod drive;
 mod io_util;
 mod read_buf;
 mod signal;

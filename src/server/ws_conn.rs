@@ -1,6 +1,7 @@
-//! One connection on its core, WebSocket phase: three tasks share the connection's
-//! [`Shared`] state. This task reads and decodes; a writer task, started by the first thing to
-//! write, owns the write side; the handler runs on its own. Everything stays on this core.
+//! One connection on its core, WebSocket phase: a reader that reads and decodes, the route's
+//! handler, and a writer (started by the first thing to write) that owns the write side,
+//! sharing the connection's [`Shared`] state, all three polled by one task (a [`Drive`]).
+//! Everything stays on this core.
 
 use std::{
     cell::RefCell,
@@ -20,6 +21,7 @@ use monoio::{
 use super::{
     catch::{panic_message, CatchUnwind},
     conn::READ_CHUNK,
+    drive::Drive,
     io_util::{read_more, wait_readable, write_parts, Conn, IoParts},
     read_buf::ReadBufs,
     worker::{ConnGuard, CoreState},
@@ -48,14 +50,15 @@ const QUIET_READ: usize = 512;
 /// protocol error fails the connection.
 const CATCH_UP: Duration = Duration::from_secs(1);
 
-/// Sets up an upgraded connection (its shared state, the writer and handler tasks) and
-/// returns the reading that runs it until it is over. Without a handler (an upgrade to a route
-/// with no WebSocket handler) the connection is closed at once without a status code, as
-/// `@fastify/websocket` does.
+/// Sets up an upgraded connection (its shared state, its reader and its handler) and returns
+/// the task that runs it until it is over and its handler has returned. Without a handler (an
+/// upgrade to a route with no WebSocket handler) the connection is closed at once without a
+/// status code, as `@fastify/websocket` does.
 ///
-/// The set-up is synchronous and the returned future an `async` block: an `async fn` would
-/// keep its arguments (the options, the stream, the request...) in the future beside the moved
-/// copies for the connection's whole life, about 0.9 KB per connection.
+/// The set-up is synchronous and the parts are `async` blocks that borrow what they keep: an
+/// `async fn` would keep its arguments (the options, the stream, the request...) in the
+/// future beside the moved copies for the connection's whole life, about 0.9 KB per
+/// connection.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run<S: Conn>(
     stream: S,
@@ -99,20 +102,21 @@ pub(crate) fn run<S: Conn>(
     core.register_open(guard.id, Rc::clone(&shared), tracked);
     core.watch_liveness(liveness);
 
-    let mut on_protocol_error = error_handler.clone().map(|handler| ProtocolErrorReport {
-        handler,
-        info: ConnInfo {
-            req: req.clone(),
-            protocol: protocol.clone(),
-            id: guard.id,
-            local: Rc::clone(&core.local),
-        },
+    // Boxed, here and in the handler's part: only a custom error handler needs them, and
+    // inline they would take their room in every connection.
+    let mut on_protocol_error = error_handler.clone().map(|handler| {
+        Box::new(ProtocolErrorReport {
+            handler,
+            info: ConnInfo {
+                req: req.clone(),
+                protocol: protocol.clone(),
+                id: guard.id,
+                local: Rc::clone(&core.local),
+            },
+        })
     });
     let (mut reader, writer) = stream.into_split();
-    shared
-        .borrow_mut()
-        .set_writer_start(writer_starter(writer, fd, Rc::downgrade(&shared)));
-    match handler {
+    let handler = match handler {
         Some(handler) => {
             let ws = WebSocket::new(
                 Rc::clone(&shared),
@@ -127,7 +131,13 @@ pub(crate) fn run<S: Conn>(
                 id: guard.id,
                 local: Rc::clone(&core.local),
             };
-            spawn_handler(handler, error_handler, ws, info, Rc::clone(&shared));
+            Some(handler_part(
+                handler,
+                error_handler,
+                ws,
+                info,
+                Rc::clone(&shared),
+            ))
         }
         None => {
             tracing::info!(
@@ -137,40 +147,25 @@ pub(crate) fn run<S: Conn>(
             let mut shared = shared.borrow_mut();
             shared.handler_running = false;
             shared.close_without_code();
+            None
         }
-    }
+    };
 
     // Made here, not in the block: the block would keep `buf` beside it.
     let mut bufs = ReadBufs::new(buf);
-    async move {
+    let reading = Rc::clone(&shared);
+    let read = async move {
         read_loop(
             &mut reader,
             &mut bufs,
             &mut inbound,
-            &shared,
+            &reading,
             &mut on_protocol_error,
         )
         .await;
-        shared.borrow_mut().set_reader_done();
-        let unstarted = shared.borrow_mut().take_writer_start();
-        match unstarted {
-            // Nothing was ever written. Dropping the starter drops the write half: forget
-            // how to cut the socket first, as the writer does when it ends.
-            Some(start) => {
-                shared.borrow_mut().detach();
-                drop(start);
-            }
-            None => poll_fn(|cx| shared.borrow_mut().poll_writer_done(cx.waker())).await,
-        }
-        let (report, peer_gone) = {
-            let mut shared = shared.borrow_mut();
-            shared.mark_clean();
-            shared.set_finished();
-            (shared.report(), shared.peer_gone)
-        };
-        tracing::debug!(id = %guard.id, ?report, peer_gone, "connection closed");
-        drop(guard);
-    }
+        reading.borrow_mut().set_reader_done();
+    };
+    Drive::new(read, handler, writer, shared, fd, guard)
 }
 
 /// What the handler's error path needs to hand a new `WebSocket` to the error handler.
@@ -195,24 +190,27 @@ impl ConnInfo {
     }
 }
 
-fn spawn_handler(
+/// The route handler's part of the connection: runs the handler, then closes the connection
+/// by its outcome (1000 when it returns with no handle left, 1011 on error or panic, or what
+/// the error handler decides).
+fn handler_part(
     handler: WsHandlerFn,
     error_handler: Option<crate::ws::options::WsErrorHandlerFn>,
     ws: WebSocket,
     info: ConnInfo,
     shared: SharedRef,
-) {
+) -> impl std::future::Future<Output = ()> {
     // Only a custom error handler needs the request after the handler started; otherwise keep
     // just the path for the log line, not the whole head, for the connection's lifetime.
     let path: Box<str> = info.req.path().into();
     let req = info.req.clone();
-    let kept = error_handler.map(|error_handler| (error_handler, info));
-    let future = handler(ws, req);
-    monoio::spawn(async move {
+    let kept = error_handler.map(|error_handler| Box::new((error_handler, info)));
+    let future = CatchUnwind::from_box(handler(ws, req));
+    async move {
         // Runs before the handler's first poll; the reader, on this same core, only looks at
         // the flag after that poll has finished.
         shared.borrow_mut().handler_started();
-        let outcome = CatchUnwind::new(future).await;
+        let outcome = future.await;
         match outcome {
             Ok(Ok(())) => {
                 let mut shared = shared.borrow_mut();
@@ -235,9 +233,10 @@ fn spawn_handler(
                     shared.handler_running = false;
                     shared.terminate();
                 }
-                Some((error_handler, info)) => {
+                Some(kept) => {
+                    let (error_handler, info) = *kept;
                     let (ws, req) = info.into_socket(&shared);
-                    let handled = CatchUnwind::new(error_handler(err, ws, req)).await;
+                    let handled = CatchUnwind::from_box(error_handler(err, ws, req)).await;
                     if let Err(payload) = handled {
                         tracing::error!(
                             "websocket error handler panicked: {}",
@@ -256,7 +255,7 @@ fn spawn_handler(
                 shared.fail(1011);
             }
         }
-    });
+    }
 }
 
 /// What a custom `error_handler` needs to hear about a protocol violation by the peer (as
@@ -281,7 +280,7 @@ async fn read_loop<S: Conn>(
     bufs: &mut ReadBufs,
     inbound: &mut Inbound,
     shared: &SharedRef,
-    on_protocol_error: &mut Option<ProtocolErrorReport>,
+    on_protocol_error: &mut Option<Box<ProtocolErrorReport>>,
 ) {
     // When the bytes being decoded were read (for the idle timeout).
     let mut read_at = Instant::now();
@@ -518,30 +517,19 @@ fn write_loop<S: Conn>(
         // Wait for the peer's close (the reader ends); the close timer, armed when the close
         // began, terminates the connection if it does not come in time.
         poll_fn(|cx| shared.borrow_mut().poll_reader_done(cx.waker())).await;
-        // The write half is the last owner of the socket: once this task ends the fd is closed
-        // and may be reused, so the cutter must go first.
+        // The write half is the last owner of the socket: once this future is dropped the fd
+        // is closed and may be reused, so the cutter must go first.
         shared.borrow_mut().detach();
     }
 }
 
-/// What starts the writer task on the connection's first write (see `Shared::wake_writer`).
-fn writer_starter<S: Conn>(
+/// Starts the write loop (the first thing to write has been queued).
+pub(super) fn start_writer<S: Conn>(
     writer: OwnedWriteHalf<S>,
     fd: RawFd,
-    shared: Weak<RefCell<Shared>>,
-) -> Box<dyn FnOnce()> {
-    Box::new(move || {
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let write = CatchUnwind::new(write_loop(writer, fd, Rc::clone(&shared)));
-        monoio::spawn(async move {
-            if let Err(payload) = write.await {
-                tracing::error!("writer panicked: {}", panic_message(&*payload));
-            }
-            shared.borrow_mut().set_writer_done();
-        });
-    })
+    shared: SharedRef,
+) -> CatchUnwind<()> {
+    CatchUnwind::new(write_loop(writer, fd, shared))
 }
 
 /// Cuts both directions of the socket: a pending read returns EOF, a pending write fails.

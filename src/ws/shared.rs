@@ -109,14 +109,9 @@ pub(crate) struct Shared {
     /// Half-close the socket once the close frame is out: set when the peer closed first or
     /// when we fail the connection.
     shutdown_after_close: bool,
+    /// The writer, waiting for something to write; before the writer starts (on the first
+    /// thing to write: a connection that never writes never has one), whoever starts it.
     writer_waker: Option<Waker>,
-    /// Spawns the writer task: called on the first thing to write. A connection that never
-    /// writes (a client that only sends, a subscriber not yet sent anything) never has one,
-    /// about 440 bytes less while it is idle.
-    writer_start: Option<Box<dyn FnOnce()>>,
-    /// The writer task has ended.
-    writer_done: bool,
-    writer_done_waker: Option<Waker>,
 
     /// Tear down now: no handshake, no flush.
     pub(crate) terminated: bool,
@@ -186,9 +181,6 @@ impl Shared {
             close_written: false,
             shutdown_after_close: false,
             writer_waker: None,
-            writer_start: None,
-            writer_done: false,
-            writer_done_waker: None,
 
             terminated: false,
             handler_running: true,

@@ -137,11 +137,23 @@ impl Shared {
     pub(super) fn wake_writer(&mut self) {
         if let Some(w) = self.writer_waker.take() {
             w.wake();
-        } else if !self.terminated && self.has_writes() {
-            if let Some(start) = self.writer_start.take() {
-                start();
-            }
         }
+    }
+
+    /// Ready once the writer should start: there is something to write (and the connection
+    /// was not terminated). Until then `waker` is woken by every wake-up of the writer.
+    pub(crate) fn poll_writer_wanted(&mut self, waker: &Waker) -> Poll<()> {
+        if !self.terminated && self.has_writes() {
+            return Poll::Ready(());
+        }
+        if !self
+            .writer_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(waker))
+        {
+            self.writer_waker = Some(waker.clone());
+        }
+        Poll::Pending
     }
 
     fn has_writes(&self) -> bool {
@@ -149,32 +161,6 @@ impl Shared {
             || !self.chunks.is_empty()
             || !self.out.is_empty()
             || self.pending_close.is_some()
-    }
-
-    /// Installs what starts the writer on the first write.
-    pub(crate) fn set_writer_start(&mut self, start: Box<dyn FnOnce()>) {
-        self.writer_start = Some(start);
-    }
-
-    /// The reader is done: the writer's starter if the writer never started (nothing was
-    /// ever written), for the caller to drop once the socket may close.
-    pub(crate) fn take_writer_start(&mut self) -> Option<Box<dyn FnOnce()>> {
-        self.writer_start.take()
-    }
-
-    pub(crate) fn set_writer_done(&mut self) {
-        self.writer_done = true;
-        if let Some(w) = self.writer_done_waker.take() {
-            w.wake();
-        }
-    }
-
-    pub(crate) fn poll_writer_done(&mut self, waker: &Waker) -> Poll<()> {
-        if self.writer_done {
-            return Poll::Ready(());
-        }
-        self.writer_done_waker = Some(waker.clone());
-        Poll::Pending
     }
 
     pub(super) fn wake_senders(&mut self) {
@@ -316,33 +302,50 @@ mod tests {
         assert_eq!(parts.len(), 3);
     }
 
-    #[test]
-    fn the_writer_starts_on_the_first_write_and_only_once() {
-        let shared = Shared::new(Arc::new(WsOptions::new()));
-        let starts = std::rc::Rc::new(std::cell::Cell::new(0));
-        let mut s = shared.borrow_mut();
-        let counter = std::rc::Rc::clone(&starts);
-        s.set_writer_start(Box::new(move || counter.set(counter.get() + 1)));
-        // Wake-ups with nothing to write (a received pong, the liveness sweep) start nothing.
-        s.wake_all();
-        assert_eq!(starts.get(), 0);
-        s.queue_data(OpCode::Text, Bytes::from_static(b"hello"), false)
-            .unwrap();
-        assert_eq!(starts.get(), 1);
-        s.queue_data(OpCode::Text, Bytes::from_static(b"again"), false)
-            .unwrap();
-        s.on_ping(Bytes::from_static(b"p"));
-        assert_eq!(starts.get(), 1);
-        assert!(s.take_writer_start().is_none());
+    /// A waker that counts its wake-ups.
+    fn counting_waker() -> (Waker, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        struct Count(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        (Waker::from(Arc::new(Count(Arc::clone(&count)))), count)
     }
 
     #[test]
-    fn a_connection_that_never_writes_hands_its_starter_back() {
+    fn the_writer_is_wanted_on_the_first_write_and_not_before() {
+        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let (waker, wakes) = counting_waker();
+        let mut s = shared.borrow_mut();
+        assert_eq!(s.poll_writer_wanted(&waker), Poll::Pending);
+        // Asking again with the same waker keeps one registration.
+        assert_eq!(s.poll_writer_wanted(&waker), Poll::Pending);
+        s.queue_data(OpCode::Text, Bytes::from_static(b"hello"), false)
+            .unwrap();
+        assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(s.poll_writer_wanted(&waker), Poll::Ready(()));
+    }
+
+    #[test]
+    fn a_pong_owed_or_a_close_frame_wants_the_writer_and_a_termination_does_not() {
+        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let (waker, _) = counting_waker();
+        let mut s = shared.borrow_mut();
+        s.on_ping(Bytes::from_static(b"p"));
+        assert_eq!(s.poll_writer_wanted(&waker), Poll::Ready(()));
+
         let shared = Shared::new(Arc::new(WsOptions::new()));
         let mut s = shared.borrow_mut();
-        s.set_writer_start(Box::new(|| panic!("nothing was written")));
-        s.on_read_end();
+        s.close_without_code();
+        assert_eq!(s.poll_writer_wanted(&waker), Poll::Ready(()));
+
+        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let mut s = shared.borrow_mut();
+        s.queue_data(OpCode::Text, Bytes::from_static(b"lost"), false)
+            .unwrap();
         s.terminate();
-        assert!(s.take_writer_start().is_some());
+        assert_eq!(s.poll_writer_wanted(&waker), Poll::Pending);
     }
 }
