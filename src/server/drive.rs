@@ -74,8 +74,9 @@ fn untag(data: *const ()) -> (*const Wakes, u8) {
 static VTABLE: RawWakerVTable =
     RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
 
-// SAFETY (the four functions below): `data` always comes from `part_waker` or `waker_clone`:
-// a tagged pointer from `Arc::into_raw` whose strong count includes one for this waker.
+// SAFETY (the four functions below): `data` is a tagged pointer to the `Wakes` of a live
+// `Arc`, from `PartWakers::with_waker` (a lent waker, whose count is the `PartWakers`' own and
+// which is never dropped or consumed) or from `waker_clone` (a waker that owns one count).
 unsafe fn waker_clone(data: *const ()) -> RawWaker {
     let (wakes, _) = untag(data);
     // SAFETY: see above; the clone owns the count added here.

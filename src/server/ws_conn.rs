@@ -88,17 +88,16 @@ pub(crate) fn run<S: Conn>(
     let send_deflate = deflate
         .as_ref()
         .zip(options.per_message_deflate.as_ref())
-        .map(|(agreed, config)| SendDeflate::new(agreed, config));
+        .map(|(agreed, config)| Box::new(SendDeflate::new(agreed, config)));
     let close_timeout = options.close_timeout;
     let tracked = options.client_tracking;
     let error_handler = options.error_handler.clone();
     let liveness = options.liveness_period();
     let shared = Shared::new(options);
     shared.borrow_mut().deflate = send_deflate;
-    shared.borrow_mut().attach(
-        socket_cutter(fd),
-        close_timer(Rc::downgrade(&shared), close_timeout),
-    );
+    shared
+        .borrow_mut()
+        .attach(fd, close_timer(Rc::downgrade(&shared), close_timeout));
     core.register_open(guard.id, Rc::clone(&shared), tracked);
     core.watch_liveness(liveness);
 
@@ -530,15 +529,6 @@ pub(super) fn start_writer<S: Conn>(
     shared: SharedRef,
 ) -> CatchUnwind<()> {
     CatchUnwind::new(write_loop(writer, fd, shared))
-}
-
-/// Cuts both directions of the socket: a pending read returns EOF, a pending write fails.
-fn socket_cutter(fd: RawFd) -> Box<dyn Fn()> {
-    Box::new(move || {
-        // SAFETY: the cutter is removed (`Shared::detach`) before the socket is closed, so
-        // `fd` is still this connection's socket whenever this runs.
-        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-    })
 }
 
 /// Once the close begins (or the peer leaves), the connection has `close_timeout` to finish;

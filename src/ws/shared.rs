@@ -6,6 +6,7 @@
 use std::{
     cell::RefCell,
     collections::VecDeque,
+    os::fd::RawFd,
     rc::Rc,
     sync::Arc,
     task::{Poll, Waker},
@@ -66,18 +67,42 @@ const MAX_PENDING_PONGS: usize = 16;
 /// of being copied into the outbound buffer.
 const ZERO_COPY_MIN: usize = 4 * 1024;
 
+/// Wakers of tasks waiting for one event (a flush, the end), each once. Rarely used, so
+/// nothing is allocated until the first one waits: 8 bytes in every connection, not 24.
+/// (The box around the `Vec` is the point, hence the lint allowed.)
+#[derive(Default)]
+#[allow(clippy::box_collection)]
+struct WakerList(Option<Box<Vec<Waker>>>);
+
+impl WakerList {
+    fn add(&mut self, waker: &Waker) {
+        let list = self.0.get_or_insert_with(Default::default);
+        if !list.iter().any(|w| w.will_wake(waker)) {
+            list.push(waker.clone());
+        }
+    }
+
+    fn wake_all(&mut self) {
+        if let Some(list) = &mut self.0 {
+            for waker in list.drain(..) {
+                waker.wake();
+            }
+        }
+    }
+}
+
 /// The state itself.
 pub(crate) struct Shared {
     pub(crate) phase: Phase,
     options: Arc<WsOptions>,
     /// permessage-deflate's sending side, when it was negotiated.
-    pub(crate) deflate: Option<SendDeflate>,
+    pub(crate) deflate: Option<Box<SendDeflate>>,
 
     // Inbound: decoded messages waiting for `recv`.
     inbound: VecDeque<Message>,
     inbound_bytes: usize,
     /// The protocol error that ended reading, reported once by `recv`.
-    inbound_error: Option<ProtocolError>,
+    inbound_error: Option<Box<ProtocolError>>,
     /// No more messages will arrive.
     inbound_done: bool,
     recv_waker: Option<Waker>,
@@ -96,15 +121,15 @@ pub(crate) struct Shared {
     chunks_bytes: usize,
     /// Bytes handed to the writer and not yet reported written.
     in_flight: usize,
-    flush_wakers: Vec<Waker>,
+    flush_wakers: WakerList,
     /// Bytes of the data stream written to the socket.
     written_bytes: u64,
     /// Pongs owed, oldest first. Bounded: past [`MAX_PENDING_PONGS`] the oldest is dropped,
     /// as RFC 6455 5.5.3 allows answering only the most recent ping, so a ping flood from a
     /// peer that does not read cannot grow memory.
-    pending_pongs: VecDeque<Bytes>,
+    pending_pongs: Vec<Bytes>,
     /// Encoded close frame, written after everything queued before it.
-    pending_close: Option<Bytes>,
+    pending_close: Option<Box<[u8]>>,
     close_written: bool,
     /// Half-close the socket once the close frame is out: set when the peer closed first or
     /// when we fail the connection.
@@ -120,7 +145,7 @@ pub(crate) struct Shared {
     pub(crate) handler_running: bool,
     /// [`WebSocket`](super::WebSocket) handles alive: when the last goes and no handler runs,
     /// the connection is closed normally.
-    pub(crate) handles: usize,
+    pub(crate) handles: u32,
     /// A protocol error was already given to the custom error handler (so the same error
     /// returned by the handler is not reported twice).
     pub(crate) protocol_error_reported: bool,
@@ -128,14 +153,16 @@ pub(crate) struct Shared {
     handler_polled: bool,
     /// The handler has asked for messages at least once.
     recv_called: bool,
-    /// Cuts the socket (both directions), ending any read or write in flight. Installed by
-    /// the driver and removed before the socket is closed, so it never touches a reused fd.
-    cutter: Option<Box<dyn Fn()>>,
+    /// The socket, to cut it (both directions), ending any read or write in flight; -1 when
+    /// none. Set by the driver and cleared before the socket is closed, so a cut never touches
+    /// a reused fd. (Not an `Option`: 4 bytes pack beside the flags, and the state then fits
+    /// an allocation size class below.)
+    socket: RawFd,
     /// Starts the close timer; called once, when the close begins or the peer leaves.
     close_timer: Option<Box<dyn FnOnce()>>,
     /// The connection is over and its report final.
     finished: bool,
-    finished_wakers: Vec<Waker>,
+    finished_wakers: WakerList,
     /// The reader has stopped: the peer closed, left, or broke the protocol.
     reader_done: bool,
     reader_done_waker: Option<Waker>,
@@ -174,9 +201,9 @@ impl Shared {
             chunks: VecDeque::new(),
             chunks_bytes: 0,
             in_flight: 0,
-            flush_wakers: Vec::new(),
+            flush_wakers: WakerList::default(),
             written_bytes: 0,
-            pending_pongs: VecDeque::new(),
+            pending_pongs: Vec::new(),
             pending_close: None,
             close_written: false,
             shutdown_after_close: false,
@@ -188,10 +215,10 @@ impl Shared {
             protocol_error_reported: false,
             handler_polled: false,
             recv_called: false,
-            cutter: None,
+            socket: -1,
             close_timer: None,
             finished: false,
-            finished_wakers: Vec::new(),
+            finished_wakers: WakerList::default(),
             reader_done: false,
             reader_done_waker: None,
             opened: now,
@@ -218,7 +245,7 @@ impl Shared {
             return Poll::Ready(Some(Ok(message)));
         }
         if let Some(err) = self.inbound_error.take() {
-            return Poll::Ready(Some(Err(err)));
+            return Poll::Ready(Some(Err(*err)));
         }
         if self.inbound_done || self.terminated {
             return Poll::Ready(None);
@@ -322,9 +349,9 @@ impl Shared {
         true
     }
 
-    /// Installs the driver's socket cutter and close timer.
-    pub(crate) fn attach(&mut self, cutter: Box<dyn Fn()>, close_timer: Box<dyn FnOnce()>) {
-        self.cutter = Some(cutter);
+    /// Installs the driver's socket (to cut it on termination) and close timer.
+    pub(crate) fn attach(&mut self, socket: RawFd, close_timer: Box<dyn FnOnce()>) {
+        self.socket = socket;
         self.close_timer = Some(close_timer);
     }
 
@@ -336,7 +363,7 @@ impl Shared {
 
     /// The socket is about to be closed: forget how to cut it.
     pub(crate) fn detach(&mut self) {
-        self.cutter = None;
+        self.socket = -1;
         self.close_timer = None;
     }
 
@@ -351,7 +378,7 @@ impl Shared {
     fn queue_close_frame(&mut self, code: Option<u16>, payload: &[u8]) {
         let mut frame = BytesMut::with_capacity(2 + payload.len());
         encode_frame(&mut frame, true, false, OpCode::Close, None, payload);
-        self.pending_close = Some(frame.freeze());
+        self.pending_close = Some(Box::from(&frame[..]));
         self.report.sent_code = code;
         self.phase = Phase::Closing;
         self.arm_close_timer();
@@ -367,8 +394,10 @@ impl Shared {
         self.terminated = true;
         self.phase = Phase::Closed;
         self.inbound_done = true;
-        if let Some(cut) = &self.cutter {
-            cut();
+        if self.socket >= 0 {
+            // SAFETY: `socket` is cleared (`detach`) before the socket is closed, so it is
+            // still this connection's socket here.
+            unsafe { libc::shutdown(self.socket, libc::SHUT_RDWR) };
         }
         self.wake_all();
     }
@@ -400,9 +429,7 @@ impl Shared {
         if self.terminated || self.phase == Phase::Closed {
             return Poll::Ready(Err(crate::Error::Closed));
         }
-        if !self.flush_wakers.iter().any(|w| w.will_wake(waker)) {
-            self.flush_wakers.push(waker.clone());
-        }
+        self.flush_wakers.add(waker);
         Poll::Pending
     }
 
@@ -483,9 +510,9 @@ impl Shared {
         }
         if self.phase == Phase::Open {
             if self.pending_pongs.len() == MAX_PENDING_PONGS {
-                self.pending_pongs.pop_front();
+                self.pending_pongs.remove(0);
             }
-            self.pending_pongs.push_back(payload);
+            self.pending_pongs.push(payload);
             self.wake_writer();
         }
     }
@@ -520,7 +547,7 @@ impl Shared {
             let code = err.close_code();
             self.queue_close_frame(Some(code), &code.to_be_bytes());
         }
-        self.inbound_error = Some(err);
+        self.inbound_error = Some(Box::new(err));
         self.shutdown_after_close = true;
         self.finish_inbound();
         self.wake_writer();

@@ -118,9 +118,7 @@ impl Shared {
         self.inbound_done = true;
         self.finished = true;
         self.detach();
-        for w in self.finished_wakers.drain(..) {
-            w.wake();
-        }
+        self.finished_wakers.wake_all();
         self.wake_all();
     }
 
@@ -128,9 +126,7 @@ impl Shared {
         if self.finished {
             return Poll::Ready(self.report());
         }
-        if !self.finished_wakers.iter().any(|w| w.will_wake(waker)) {
-            self.finished_wakers.push(waker.clone());
-        }
+        self.finished_wakers.add(waker);
         Poll::Pending
     }
 
@@ -164,9 +160,7 @@ impl Shared {
     }
 
     pub(super) fn wake_senders(&mut self) {
-        for w in self.flush_wakers.drain(..) {
-            w.wake();
-        }
+        self.flush_wakers.wake_all();
     }
 
     pub(super) fn wake_all(&mut self) {
