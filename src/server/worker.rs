@@ -18,7 +18,7 @@ use std::{
 
 use monoio::{net::TcpListener, time::sleep, FusionDriver, RuntimeBuilder};
 
-use super::{catch::CatchUnwind, conn, Driver, ServerConfig};
+use super::{catch::CatchInPlace, conn, Driver, ServerConfig};
 use crate::{
     app::App,
     cluster::{
@@ -227,35 +227,21 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
         match accepted {
             Ok((stream, _)) if core.is_full(&ctx.config) => {
                 let task = conn::refuse_busy(stream, core.enter_refused());
-                monoio::spawn(async move {
-                    if let Err(payload) = CatchUnwind::new(task).await {
-                        tracing::error!(
-                            "refusal task panicked: {}",
-                            super::catch::panic_message(&*payload)
-                        );
-                    }
-                });
+                monoio::spawn(CatchInPlace::new(task, "refusal task"));
             }
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let guard = core.enter(stream.as_raw_fd());
-                // Boxed before the spawn, so the task does not also keep room for it.
-                let task = CatchUnwind::new(conn::serve_entered(
+                // Caught in place: the task holds the future itself, in one allocation.
+                let task = conn::serve_entered(
                     stream,
                     guard,
                     Some(peer),
                     ctx.app.clone(),
                     Rc::clone(&core),
                     Arc::clone(&ctx.config),
-                ));
-                monoio::spawn(async move {
-                    if let Err(payload) = task.await {
-                        tracing::error!(
-                            "connection task panicked: {}",
-                            super::catch::panic_message(&*payload)
-                        );
-                    }
-                });
+                );
+                monoio::spawn(CatchInPlace::new(task, "connection task"));
             }
             Err(e) if is_resource_exhaustion(&e) => {
                 // Out of descriptors or memory: the listener stays readable, so accepting
