@@ -149,7 +149,8 @@ pub(crate) struct Shared {
     /// A protocol error was already given to the custom error handler (so the same error
     /// returned by the handler is not reported twice).
     pub(crate) protocol_error_reported: bool,
-    /// The handler's task has been polled (it is spawned, so it may start after the reader).
+    /// The handler has been polled once (the connection's task polls it before the reader,
+    /// but a reader that waits checks rather than assumes).
     handler_polled: bool,
     /// The handler has asked for messages at least once.
     recv_called: bool,
