@@ -534,13 +534,56 @@ pub(super) fn start_writer<S: Conn>(
 /// Once the close begins (or the peer leaves), the connection has `close_timeout` to finish;
 /// then it is terminated, whatever it is waiting for (a close reply, a write to a peer that
 /// does not read).
+///
+/// The timer ends as soon as the connection is finished: waiting out the whole timeout kept
+/// its task and the connection's state (about 1.7 KB) for `close_timeout` after every close,
+/// 130 MB at 15,000 connections a second with the default 5 s.
 fn close_timer(shared: Weak<RefCell<Shared>>, close_timeout: Duration) -> Box<dyn FnOnce()> {
     Box::new(move || {
         monoio::spawn(async move {
-            monoio::time::sleep(close_timeout).await;
-            if let Some(shared) = shared.upgrade() {
-                shared.borrow_mut().terminate();
+            let finished = poll_fn(|cx| match shared.upgrade() {
+                Some(state) => state.borrow_mut().poll_finished(cx.waker()).map(drop),
+                None => std::task::Poll::Ready(()),
+            });
+            if timeout(close_timeout, finished).await.is_err() {
+                if let Some(shared) = shared.upgrade() {
+                    shared.borrow_mut().terminate();
+                }
             }
         });
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_close_timer_ends_when_the_connection_finishes() {
+        crate::testing::run(async {
+            let shared = Shared::new(Arc::new(WsOptions::new()));
+            close_timer(Rc::downgrade(&shared), Duration::from_secs(30))();
+            monoio::time::sleep(Duration::from_millis(10)).await;
+            assert_eq!(
+                Rc::weak_count(&shared),
+                1,
+                "the armed timer holds the state"
+            );
+            shared.borrow_mut().set_finished();
+            monoio::time::sleep(Duration::from_millis(10)).await;
+            assert_eq!(Rc::weak_count(&shared), 0, "the timer has ended");
+            assert!(!shared.borrow().terminated);
+        });
+    }
+
+    #[test]
+    fn the_close_timer_terminates_a_connection_that_does_not_finish_in_time() {
+        crate::testing::run(async {
+            let shared = Shared::new(Arc::new(WsOptions::new()));
+            close_timer(Rc::downgrade(&shared), Duration::from_millis(30))();
+            monoio::time::sleep(Duration::from_millis(100)).await;
+            assert!(shared.borrow().terminated);
+            assert_eq!(Rc::weak_count(&shared), 0);
+        });
+    }
 }
