@@ -265,16 +265,15 @@ impl<S: Conn, R: Future<Output = ()>, H: Future<Output = ()>> Drive<S, R, H> {
         {
             return;
         }
-        // Nothing was ever written (or the writer is done): forget how to cut the socket,
-        // then drop the write half, which may close it.
-        this.shared.borrow_mut().detach();
-        *this.writer = Writer::Done;
         let (report, peer_gone) = {
             let mut shared = this.shared.borrow_mut();
             shared.mark_clean();
+            // Also forgets how to cut the socket, before the write half (if the writer never
+            // started) is dropped below, which may close it.
             shared.set_finished();
             (shared.report(), shared.peer_gone)
         };
+        *this.writer = Writer::Done;
         if let Some(guard) = this.guard.take() {
             tracing::debug!(id = %guard.id, ?report, peer_gone, "connection closed");
         }
