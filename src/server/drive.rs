@@ -15,9 +15,10 @@ use std::{
         Arc, OnceLock,
     },
     task::{Context, Poll, RawWaker, RawWakerVTable, Waker},
+    time::Duration,
 };
 
-use monoio::io::OwnedWriteHalf;
+use monoio::{io::OwnedWriteHalf, time::Sleep};
 
 use super::{
     catch::{panic_message, CatchUnwind},
@@ -41,6 +42,16 @@ const SCHEDULED: u8 = 1 << 7;
 /// Most passes over the woken parts in one poll: a part that wakes itself at every poll (a
 /// handler yielding in a loop) must not keep the core from its other tasks.
 const MAX_PASSES: usize = 8;
+
+/// Polls in a row that used all their passes, after which the task naps instead of going back
+/// to the runtime's queue. A task that is always in the queue starves the core's I/O: monoio
+/// waits for events (and, on io_uring with `DEFER_TASKRUN`, lets the kernel post network
+/// completions at all) and fires timers only once its queue is empty.
+const BUSY_POLLS: u8 = 2;
+
+/// How long a busy task naps: the shortest timer, which fires at the runtime's next wait for
+/// events after its tick (1 ms).
+const NAP: Duration = Duration::from_millis(1);
 
 /// The parts woken since the task last looked, and the task's own waker. Shared by the wakers
 /// of the three parts, which may be sent to other threads (a handler's channel), so atomic.
@@ -173,6 +184,10 @@ pin_project_lite::pin_project! {
         fd: RawFd,
         // Held until the connection is finished.
         guard: Option<ConnGuard>,
+        // Polls in a row that ended with parts still woken, and the nap that follows
+        // `BUSY_POLLS` of them (boxed: only a task that keeps waking itself has one).
+        busy: u8,
+        nap: Option<Pin<Box<Sleep>>>,
     }
 }
 
@@ -203,6 +218,8 @@ impl<S: Conn, R: Future<Output = ()>, H: Future<Output = ()>> Drive<S, R, H> {
             shared,
             fd,
             guard: Some(guard),
+            busy: 0,
+            nap: None,
         }
     }
 
@@ -285,10 +302,19 @@ impl<S: Conn, R: Future<Output = ()>, H: Future<Output = ()>> Future for Drive<S
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.wakers.0.task.get_or_init(|| cx.waker().clone());
+        if let Some(nap) = self.as_mut().project().nap.as_mut() {
+            // Napping: the parts woken meanwhile stay marked, and the task stays marked
+            // scheduled, so only the timer wakes it.
+            if nap.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            *self.as_mut().project().nap = None;
+        }
         for _ in 0..MAX_PASSES {
             let woken = self.wakers.take();
             if woken == 0 {
                 if self.wakers.settle() {
+                    *self.as_mut().project().busy = 0;
                     return Poll::Pending;
                 }
                 continue;
@@ -299,9 +325,22 @@ impl<S: Conn, R: Future<Output = ()>, H: Future<Output = ()>> Future for Drive<S
                 return Poll::Ready(());
             }
         }
-        // Still busy: yield to the core's other tasks, and come back (the parts woken
-        // meanwhile stay marked).
-        cx.waker().wake_by_ref();
+        // Still busy: yield to the core's other tasks and come back (the parts woken meanwhile
+        // stay marked); after `BUSY_POLLS` such polls in a row, through the timer, so that the
+        // runtime's queue can empty and the core's I/O and timers run.
+        let this = self.project();
+        *this.busy += 1;
+        if *this.busy < BUSY_POLLS {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        *this.busy = 0;
+        let mut nap = Box::pin(monoio::time::sleep(NAP));
+        if nap.as_mut().poll(cx).is_ready() {
+            cx.waker().wake_by_ref();
+        } else {
+            *this.nap = Some(nap);
+        }
         Poll::Pending
     }
 }
