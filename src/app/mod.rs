@@ -305,6 +305,12 @@ impl AppBuilder {
 
     /// Adds a WebSocket route on `GET path` (Fastify's `{ websocket: true }`). A plain GET to
     /// it gets 404 with an empty body.
+    ///
+    /// The handler runs on the core that accepted the connection, in that connection's task.
+    /// A handler that keeps yielding without waiting on anything (a `yield_now` loop) does not
+    /// starve the core's other connections: after 16 such turns in a row its task sleeps until
+    /// the next timer tick (1 ms) so the core's I/O runs. Hooks and plain HTTP handlers, and
+    /// tasks a handler spawns itself, get no such guard: as in Node, they must not busy-wait.
     #[must_use]
     pub fn ws<H, Fut>(mut self, path: &str, handler: H) -> Self
     where
