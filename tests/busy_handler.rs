@@ -54,13 +54,7 @@ fn a_handler_spinning_on_yields_does_not_starve_its_core() {
                 let _ = ws.send(Message::text("stopped")).await;
             }
         })
-        .ws("/", |mut ws, _req| async move {
-            while let Some(Ok(message)) = ws.recv().await {
-                if message.is_close() || ws.send(message).await.is_err() {
-                    break;
-                }
-            }
-        })
+        .ws("/", common::echo)
         .build()
         .unwrap();
     // One worker: the spinning handler and the echo share a core.

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use ringsocket::{App, Server, ServerHandle, WsOptions};
+use ringsocket::{App, Request, Server, ServerHandle, WebSocket, WsOptions};
 
 /// Starts `app` on 127.0.0.1:0 with 2 workers.
 pub fn start(app: App) -> ServerHandle {
@@ -28,15 +28,18 @@ pub fn echo_app() -> App {
 pub fn echo_app_with(options: WsOptions) -> App {
     App::builder()
         .websocket(options)
-        .ws("/", |mut ws, _req| async move {
-            while let Some(Ok(message)) = ws.recv().await {
-                if message.is_close() || ws.send(message).await.is_err() {
-                    break;
-                }
-            }
-        })
+        .ws("/", echo)
         .build()
         .unwrap()
+}
+
+/// A route handler that echoes every message until the close.
+pub async fn echo(mut ws: WebSocket, _req: Request) {
+    while let Some(Ok(message)) = ws.recv().await {
+        if message.is_close() || ws.send(message).await.is_err() {
+            break;
+        }
+    }
 }
 
 /// Runs a client-side future on a fresh monoio runtime, failing the test after 20 s.
