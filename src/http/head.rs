@@ -59,6 +59,9 @@ pub struct HeadParser {
     scanned: usize,
 }
 
+/// Header slots kept on the stack while parsing (the default [`HeadLimits::max_headers`]).
+const STACK_HEADERS: usize = 64;
+
 impl HeadParser {
     /// A parser at the start of a connection.
     pub fn new() -> Self {
@@ -90,8 +93,17 @@ impl HeadParser {
         if has_bare_lf(head) {
             return Err(HeadError::Malformed("bare LF line ending"));
         }
-        let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        let mut parsed = httparse::Request::new(&mut storage);
+        // The default limit's worth of header slots (2 KiB) lives on the stack: every handshake
+        // parses one head, and a heap buffer freed right after is memory the allocator keeps.
+        let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut on_heap = Vec::new();
+        let storage = if limits.max_headers <= STACK_HEADERS {
+            &mut on_stack[..limits.max_headers]
+        } else {
+            on_heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+            &mut on_heap[..]
+        };
+        let mut parsed = httparse::Request::new(storage);
         match parsed.parse(head) {
             Ok(httparse::Status::Complete(n)) if n == end => {}
             Ok(_) => return Err(HeadError::Malformed("incomplete request head")),
@@ -223,6 +235,31 @@ mod tests {
         let err = parse_all(&bytes).unwrap_err();
         assert_eq!(err, HeadError::TooManyHeaders(64));
         assert_eq!(err.status().as_u16(), 431);
+    }
+
+    #[test]
+    fn header_limits_below_and_above_the_stack_slots_hold_exactly() {
+        let head = |n: usize| {
+            let mut bytes = b"GET / HTTP/1.1\r\n".to_vec();
+            for i in 0..n {
+                bytes.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+            }
+            bytes.extend_from_slice(b"\r\n");
+            bytes
+        };
+        for max_headers in [3, 64, 100] {
+            let limits = HeadLimits {
+                max_headers,
+                ..HeadLimits::default()
+            };
+            let ok = head(max_headers);
+            let (req, used) = HeadParser::new().parse(&ok, &limits).unwrap().unwrap();
+            assert_eq!((req.headers().len(), used), (max_headers, ok.len()));
+            let err = HeadParser::new()
+                .parse(&head(max_headers + 1), &limits)
+                .unwrap_err();
+            assert_eq!(err, HeadError::TooManyHeaders(max_headers));
+        }
     }
 
     #[test]

@@ -88,7 +88,9 @@ pub(crate) async fn serve_entered<S: Conn>(
         if core.shutting_down.get() {
             return refuse(&mut stream, StatusCode::SERVICE_UNAVAILABLE, &[]).await;
         }
-        if !serve_http(&mut stream, &mut buf, head, peer, &app, &core).await {
+        // Boxed: a plain request's future is most of the connection's, and WebSocket
+        // handshakes, which never need it, would otherwise allocate room for it too.
+        if !Box::pin(serve_http(&mut stream, &mut buf, head, peer, &app, &core)).await {
             let fd = stream.as_raw_fd();
             linger(&mut stream, fd).await;
             return;

@@ -1,6 +1,6 @@
 //! Small I/O helpers over monoio's ownership-passing API.
 
-use std::{io, os::fd::RawFd, time::Duration};
+use std::{future::Future, io, os::fd::RawFd, pin::Pin, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use monoio::{
@@ -35,13 +35,17 @@ impl Conn for monoio::net::UnixStream {
 }
 
 /// [`Conn::wait_readable`] on the read half of a split connection.
-pub(crate) async fn wait_readable<S: Conn>(reader: &OwnedReadHalf<S>) -> io::Result<()> {
+/// (A plain function returning the stream's future: an `async` wrapper would add its own state
+/// to every idle connection.)
+pub(crate) fn wait_readable<S: Conn>(
+    reader: &OwnedReadHalf<S>,
+) -> impl Future<Output = io::Result<()>> + '_ {
     // SAFETY: the stream lives as long as either half. `readable` uses the reference only to
-    // clone the descriptor into its poll operation, during this future's first poll (the
-    // `.await` below polls it at once, before any other task, the writer included, can run
+    // clone the descriptor into its poll operation, during the returned future's first poll
+    // (its one caller awaits it at once, before any other task, the writer included, can run
     // on this thread); the operation owns the descriptor from then on.
     let stream = unsafe { &*reader.0.get() };
-    stream.wait_readable().await
+    stream.wait_readable()
 }
 
 /// How long a refused connection is drained before it is closed, so the client reads the
@@ -190,7 +194,17 @@ pub(crate) async fn write_reply<S: AsyncWriteRent>(
 /// Half-closes, then reads and discards until the peer closes or [`LINGER`] passes: closing a
 /// socket with unread input makes the kernel send RST, which can destroy the answer we just
 /// wrote before the client reads it.
-pub(crate) async fn linger<S: AsyncReadRent>(stream: &mut S, fd: RawFd) {
+///
+/// Boxed: the timer in it is most of a kilobyte, and the connection futures that may end this
+/// way (every HTTP connection's) would otherwise keep room for it all their life.
+pub(crate) fn linger<S: AsyncReadRent>(
+    stream: &mut S,
+    fd: RawFd,
+) -> Pin<Box<impl Future<Output = ()> + '_>> {
+    Box::pin(linger_inner(stream, fd))
+}
+
+async fn linger_inner<S: AsyncReadRent>(stream: &mut S, fd: RawFd) {
     // SAFETY: fd is the live socket owned by the caller.
     unsafe { libc::shutdown(fd, libc::SHUT_WR) };
     let _ = timeout(LINGER, async {
