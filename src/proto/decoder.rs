@@ -146,7 +146,10 @@ struct InFrame {
 #[derive(Debug)]
 pub struct Decoder {
     config: DecoderConfig,
-    partial: Option<Partial>,
+    /// The data message being assembled. Boxed: only fragmented messages, text frames read in
+    /// parts and binary frames over 1 MiB use it (and each of those copies its payload into a
+    /// buffer of its own anyway), while every idle connection keeps a decoder.
+    partial: Option<Box<Partial>>,
     /// Bytes of `buf` a whole pending frame takes (header included) while the decoder waits
     /// for all of it; 0 when not waiting.
     waiting_for: usize,
@@ -199,7 +202,7 @@ impl Decoder {
         if self.waiting_for > 0 {
             return self.waiting_for;
         }
-        match &self.partial {
+        match self.partial.as_deref() {
             Some(Partial {
                 frame: Some(frame), ..
             }) => frame.remaining.min(usize::MAX as u64) as usize,
@@ -247,7 +250,7 @@ impl Decoder {
                     partial.frame = None;
                     if fin {
                         if let Some(partial) = self.partial.take() {
-                            return self.finish_message(partial).map(Some);
+                            return self.finish_message(*partial).map(Some);
                         }
                     }
                     continue;
@@ -397,13 +400,13 @@ impl Decoder {
             }
             None => {
                 self.utf8.reset();
-                self.partial = Some(Partial {
+                self.partial = Some(Box::new(Partial {
                     opcode: header.opcode,
                     data: BytesMut::new(),
                     fragments: 1,
                     compressed: header.rsv1,
                     frame: Some(frame),
-                });
+                }));
             }
         }
     }
