@@ -1021,7 +1021,13 @@ fn start_server(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env("RUST_LOG", "warn")
-        .env("NODE_ENV", "production");
+        .env("NODE_ENV", "production")
+        // The Rust peers' allocator (mimalloc 3) asks for transparent huge pages where the
+        // kernel's THP mode is `madvise`: RSS then grows by whole 2 MiB pages however little of
+        // each is used (rs-echo: about 700 B more per idle connection at 10,000), which
+        // measures the page size rather than the server. Off for every peer alike (it moved neither
+        // msgs/s nor per-CPU figures beyond noise); Node ignores it.
+        .env("MIMALLOC_ALLOW_THP", "0");
     // SAFETY: pin_to_cpu only makes a syscall (async-signal-safe).
     unsafe {
         cmd.pre_exec(move || sys::pin_to_cpu(cpu));
@@ -1657,7 +1663,8 @@ fn markdown(
          loadgen pinned to CPU {}; servers interleaved run by run (order rotated each round); \
          {} round(s), {} s warm-up + {} s counted per run; **medians** over the rounds. Loadgen \
          driver: monoio {}. Server CPU time (utime + stime of every thread, /proc/PID/stat) is sampled at the exact start and \
-         end of the counted window.\n",
+         end of the counted window. The Rust peers allocate with mimalloc, run with \
+         `MIMALLOC_ALLOW_THP=0` (no transparent huge pages: see bench/README.md).\n",
         c.server_cpu,
         c.loadgen_cpu,
         c.rounds,
