@@ -159,6 +159,22 @@ impl PartWakers {
     }
 }
 
+/// Polls a running writer; marks it done when it ends.
+fn poll_writer<S: Conn>(writer: &mut Writer<S>, wakers: &PartWakers, shared: &SharedRef) {
+    let Writer::Running(write) = writer else {
+        return;
+    };
+    if let Poll::Ready(outcome) = wakers.poll(WRITE, Pin::new(write)) {
+        if let Err(payload) = outcome {
+            tracing::error!("writer panicked: {}", panic_message(&*payload));
+        }
+        // The write loop forgets how to cut the socket before it ends; after a panic it did
+        // not: forget it before the write half (maybe the socket) goes.
+        shared.borrow_mut().detach();
+        *writer = Writer::Done;
+    }
+}
+
 /// The writer: not started until there is something to write (an idle connection holds no
 /// write buffer and no write future), then running, then done.
 enum Writer<S: Conn> {
@@ -227,6 +243,13 @@ impl<S: Conn, R: Future<Output = ()>, H: Future<Output = ()>> Drive<S, R, H> {
     /// reader, as the route handler runs before the first message is read).
     fn pass(self: Pin<&mut Self>, woken: u8) {
         let mut this = self.project();
+        // A write's completion first: it lets go of the messages it wrote, so a read in this
+        // same pass finds their buffer free again (the read buffers take turns) instead of
+        // allocating another. (Polled after the reader, an echo at 16 KiB allocated a 32 KiB
+        // buffer for every other message.)
+        if woken & WRITE != 0 {
+            poll_writer(this.writer, this.wakers, this.shared);
+        }
         if woken & HANDLER != 0 {
             if let Some(handler) = this.handler.as_mut().as_pin_mut() {
                 if this.wakers.poll(HANDLER, handler).is_ready() {
@@ -258,20 +281,7 @@ impl<S: Conn, R: Future<Output = ()>, H: Future<Output = ()>> Drive<S, R, H> {
                 unreachable!("checked above");
             };
             *this.writer = Writer::Running(start_writer(half, *this.fd, this.shared.clone()));
-        } else if woken & WRITE == 0 {
-            return;
-        }
-        let Writer::Running(write) = this.writer else {
-            return;
-        };
-        if let Poll::Ready(outcome) = this.wakers.poll(WRITE, Pin::new(write)) {
-            if let Err(payload) = outcome {
-                tracing::error!("writer panicked: {}", panic_message(&*payload));
-            }
-            // The write loop forgets how to cut the socket before it ends; after a panic it
-            // did not: forget it before the write half (maybe the socket) goes.
-            this.shared.borrow_mut().detach();
-            *this.writer = Writer::Done;
+            poll_writer(this.writer, this.wakers, this.shared);
         }
     }
 
