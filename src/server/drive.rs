@@ -239,8 +239,9 @@ impl<S: Conn, R: Future<Output = ()>, H: Future<Output = ()>> Drive<S, R, H> {
         }
     }
 
-    /// One pass over the woken parts, the handler first (on the first pass it runs before the
-    /// reader, as the route handler runs before the first message is read).
+    /// One pass over the woken parts: a running writer's progress first, then the handler
+    /// (on the first pass it runs before the reader, as the route handler runs before the
+    /// first message is read), then the reader, then a writer that has work to start.
     fn pass(self: Pin<&mut Self>, woken: u8) {
         let mut this = self.project();
         // A write's completion first: it lets go of the messages it wrote, so a read in this
