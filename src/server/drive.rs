@@ -143,6 +143,11 @@ impl PartWakers {
         self.with_waker(part, |waker| future.poll(&mut Context::from_waker(waker)))
     }
 
+    /// Whether `part` was woken since the last [`take`](Self::take).
+    fn is_woken(&self, part: u8) -> bool {
+        self.0.woken.load(Ordering::Acquire) & part != 0
+    }
+
     /// The parts woken since the last call, leaving the task marked scheduled (it is being
     /// polled).
     fn take(&self) -> u8 {
@@ -204,6 +209,8 @@ pin_project_lite::pin_project! {
         // `BUSY_POLLS` of them (boxed: only a task that keeps waking itself has one).
         busy: u8,
         nap: Option<Pin<Box<Sleep>>>,
+        // Whether finishing was put off once for a woken handler (see `finish_if_over`).
+        put_off: bool,
     }
 }
 
@@ -236,6 +243,7 @@ impl<S: Conn, R: Future<Output = ()>, H: Future<Output = ()>> Drive<S, R, H> {
             guard: Some(guard),
             busy: 0,
             nap: None,
+            put_off: false,
         }
     }
 
@@ -291,6 +299,15 @@ impl<S: Conn, R: Future<Output = ()>, H: Future<Output = ()>> Drive<S, R, H> {
         let this = self.project();
         if this.guard.is_none() || this.read.is_some() || matches!(this.writer, Writer::Running(_))
         {
+            return;
+        }
+        // A handler woken in this pass (by the peer's close frame, say) hears of it before
+        // the connection is finished and unregistered: one more pass first. Only once, so a
+        // handler woken in every pass does not hold the connection. (On the legacy driver a
+        // close answered and written within one pass finished the connection before its
+        // handler had seen the close.)
+        if this.handler.is_some() && !*this.put_off && this.wakers.is_woken(HANDLER) {
+            *this.put_off = true;
             return;
         }
         let (report, peer_gone) = {
