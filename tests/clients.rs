@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{block_on_within, start, upgrade_request};
+use common::{block_on_within, start};
 use ringsocket::{
     client::Client, App, ClientId, Clients, CloseFrame, Delivery, Error, Message, Remote, WebSocket,
 };
@@ -259,22 +259,7 @@ struct RawPeer {
 
 impl RawPeer {
     fn connect(addr: SocketAddr) -> RawPeer {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        stream.write_all(&upgrade_request(PATH, "")).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101 "),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
+        let stream = common::raw_upgrade(addr, PATH, Duration::from_secs(2));
         let mut raw = RawPeer {
             stream,
             id: ClientId::from_u64(0),

@@ -85,19 +85,8 @@ fn allocations_per_echoes(len: usize, clients: usize, rounds: usize) -> u64 {
     let made = std::thread::scope(|scope| {
         for _ in 0..clients {
             scope.spawn(|| {
-                let mut stream = TcpStream::connect(addr).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
-                    .unwrap();
+                let mut stream = common::raw_upgrade(addr, "/", Duration::from_secs(10));
                 stream.set_nodelay(true).unwrap();
-                stream.write_all(&common::upgrade_request("/", "")).unwrap();
-                let mut head = Vec::new();
-                let mut byte = [0u8];
-                while !head.ends_with(b"\r\n\r\n") {
-                    stream.read_exact(&mut byte).unwrap();
-                    head.push(byte[0]);
-                }
-                assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
                 let mut got = vec![0u8; expected.len()];
                 let mut echo = |stream: &mut TcpStream| {
                     stream.write_all(&sent).unwrap();

@@ -5,13 +5,13 @@
 mod common;
 
 use std::{
-    io::{Read, Write},
+    io::Read,
     net::{SocketAddr, TcpStream},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
-use common::{block_on_within, start, upgrade_request};
+use common::{block_on_within, start};
 use ringsocket::{
     client::Client, testing, App, BuildError, CloseFrame, CloseReport, Message, ServerHandle,
     WsOptions,
@@ -47,17 +47,7 @@ fn echo_app(options: WsOptions) -> App {
 /// A peer that completes the handshake, then neither reads nor writes (a half-open socket, as
 /// far as the server can tell).
 fn silent_client(addr: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(LIMIT)).unwrap();
-    stream.write_all(&upgrade_request("/", "")).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
-    stream
+    common::raw_upgrade(addr, "/", LIMIT)
 }
 
 /// Waits until the server counts `n` clients; returns when that was seen.

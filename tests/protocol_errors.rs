@@ -7,12 +7,12 @@ mod common;
 use std::{
     future::Future,
     io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     time::Duration,
 };
 
 use bytes::{Bytes, BytesMut};
-use common::{block_on, echo_app, start, upgrade_request};
+use common::{block_on, echo_app, start};
 use ringsocket::{
     client::Client,
     proto::{encode_frame, OpCode},
@@ -434,22 +434,7 @@ fn close_frame_is_the_last_thing_sent_before_tcp_ends() {
         (frame(true, OpCode::Text, b"\xc0\x80"), 1007),
         (header64(0x82, MAX_PAYLOAD as u64 + 1), 1009),
     ] {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream.write_all(&upgrade_request("/", "")).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101 "),
-            "{:?}",
-            String::from_utf8_lossy(&head)
-        );
+        let mut stream = common::raw_upgrade(addr, "/", Duration::from_secs(5));
         stream.write_all(&bytes).unwrap();
         let mut rest = Vec::new();
         if let Err(e) = stream.read_to_end(&mut rest) {

@@ -299,7 +299,7 @@ async fn read_loop<S: Conn>(side: &mut ReadSide<S>) {
                 let shared = &side.shared;
                 poll_fn(|cx| shared.borrow_mut().poll_room(cx.waker())).await;
                 // The peer could not be heard while we did not read: a fresh interval.
-                side.shared.borrow_mut().heard(Instant::now());
+                shared.borrow_mut().heard(Instant::now());
             }
             if side.shared.borrow().terminated {
                 return;

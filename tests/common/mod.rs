@@ -84,6 +84,26 @@ pub fn upgrade_request(path: &str, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A blocking socket upgraded on `path` (its read timeout `timeout`), the 101's head read to
+/// its end byte by byte, so nothing after it is consumed.
+pub fn raw_upgrade(addr: SocketAddr, path: &str, timeout: Duration) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream.write_all(&upgrade_request(path, "")).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101 "),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
 /// Runs a future on a fresh monoio runtime, failing the test after `limit` (for tests that
 /// must end quickly on their own).
 pub fn block_on_within<F: Future>(limit: Duration, future: F) -> F::Output {
