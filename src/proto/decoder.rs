@@ -156,7 +156,7 @@ pub struct Decoder {
     utf8: Utf8Validator,
     last_compressed: bool,
     closed: bool,
-    poisoned: Option<ProtocolError>,
+    poisoned: Option<Box<ProtocolError>>,
 }
 
 impl Decoder {
@@ -225,14 +225,14 @@ impl Decoder {
     /// is then poisoned and returns the same error from every later call.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
         if let Some(err) = &self.poisoned {
-            return Err(err.clone());
+            return Err((**err).clone());
         }
         if self.closed {
             return Ok(None);
         }
         let result = self.step(buf);
         if let Err(err) = &result {
-            self.poisoned = Some(err.clone());
+            self.poisoned = Some(Box::new(err.clone()));
         }
         result
     }

@@ -34,12 +34,30 @@ pin_project_lite::pin_project! {
     pub(crate) struct CatchInPlace<F> {
         #[pin]
         inner: Option<F>,
-        what: &'static str,
+        what: TaskKind,
+    }
+}
+
+/// Which task panicked, for the log line (a byte in the task, where a `&str` took 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskKind {
+    /// A connection's task (its HTTP phase or its WebSocket phase).
+    Connection,
+    /// The task that answers a connection refused while the server is full.
+    Refusal,
+}
+
+impl std::fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Connection => "connection task",
+            Self::Refusal => "refusal task",
+        })
     }
 }
 
 impl<F> CatchInPlace<F> {
-    pub(crate) fn new(inner: F, what: &'static str) -> Self {
+    pub(crate) fn new(inner: F, what: TaskKind) -> Self {
         Self {
             inner: Some(inner),
             what,

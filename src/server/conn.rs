@@ -10,7 +10,7 @@ use http::{Method, StatusCode};
 use monoio::time::timeout;
 
 use super::{
-    catch::{catch_unwind_local, panic_message, CatchInPlace},
+    catch::{catch_unwind_local, panic_message, CatchInPlace, TaskKind},
     io_util::{linger, read_more, write_bytes, write_reply, Conn, CutOnDrop},
     worker::{ConnGuard, CoreState},
     ws_conn, ServerConfig,
@@ -331,7 +331,7 @@ async fn upgrade<S: Conn>(
         Rc::clone(core),
         guard,
     );
-    monoio::spawn(CatchInPlace::new(ws_phase, "connection task"));
+    monoio::spawn(CatchInPlace::new(ws_phase, TaskKind::Connection));
 }
 
 /// The subprotocol to answer with: `handle_protocols`' pick if it was offered, else the first

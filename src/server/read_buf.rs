@@ -4,6 +4,7 @@
 //! it fills, the first is free again. A busy connection reads without allocating.
 
 use bytes::BytesMut;
+use monoio::buf::IoBufMut;
 
 /// Reads larger than this (the rest of a large frame) do not keep a second buffer: a busy
 /// connection holds at most two buffers of about this size, not two of its largest message.
@@ -48,6 +49,33 @@ impl ReadBufs {
     pub(crate) fn release(&mut self) {
         self.cur = BytesMut::new();
         self.other = BytesMut::new();
+    }
+}
+
+/// A buffer lent to a read that lands after the bytes it already holds: what
+/// `slice_mut(len..)` does, in the buffer's 32 bytes where a slice takes 48. Every idle
+/// connection keeps its read's future, which holds the buffer twice (monoio's read keeps its
+/// operation both as an argument and as the future it awaits).
+pub(crate) struct Tail(pub(crate) BytesMut);
+
+// SAFETY: the pointer and length describe the buffer's spare capacity, which the buffer owns
+// and which does not move while the buffer is not touched (the runtime keeps it for the
+// read); `set_init` is called once, by the read's completion, with the bytes the kernel wrote
+// there.
+unsafe impl IoBufMut for Tail {
+    fn write_ptr(&mut self) -> *mut u8 {
+        self.0.spare_capacity_mut().as_mut_ptr().cast()
+    }
+
+    fn bytes_total(&mut self) -> usize {
+        self.0.capacity() - self.0.len()
+    }
+
+    unsafe fn set_init(&mut self, written: usize) {
+        debug_assert!(written <= self.0.capacity() - self.0.len());
+        // SAFETY: the caller (the read's completion) guarantees `written` bytes after the
+        // old end are initialized.
+        unsafe { self.0.set_len(self.0.len() + written) };
     }
 }
 

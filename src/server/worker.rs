@@ -18,7 +18,10 @@ use std::{
 
 use monoio::{net::TcpListener, time::sleep, FusionDriver, RuntimeBuilder};
 
-use super::{catch::CatchInPlace, conn, Driver, ServerConfig};
+use super::{
+    catch::{CatchInPlace, TaskKind},
+    conn, Driver, ServerConfig,
+};
 use crate::{
     app::App,
     cluster::{
@@ -227,7 +230,7 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
         match accepted {
             Ok((stream, _)) if core.is_full(&ctx.config) => {
                 let task = conn::refuse_busy(stream, core.enter_refused());
-                monoio::spawn(CatchInPlace::new(task, "refusal task"));
+                monoio::spawn(CatchInPlace::new(task, TaskKind::Refusal));
             }
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
@@ -241,7 +244,7 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
                     Rc::clone(&core),
                     Arc::clone(&ctx.config),
                 );
-                monoio::spawn(CatchInPlace::new(task, "connection task"));
+                monoio::spawn(CatchInPlace::new(task, TaskKind::Connection));
             }
             Err(e) if is_resource_exhaustion(&e) => {
                 // Out of descriptors or memory: the listener stays readable, so accepting

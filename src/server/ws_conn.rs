@@ -9,12 +9,11 @@ use std::{
     os::fd::RawFd,
     rc::{Rc, Weak},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bytes::BytesMut;
 use monoio::{
-    buf::IoBufMut,
     io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable},
     time::timeout,
 };
@@ -24,7 +23,7 @@ use super::{
     conn::READ_CHUNK,
     drive::Drive,
     io_util::{wait_readable, write_parts, Conn, IoParts},
-    read_buf::ReadBufs,
+    read_buf::{ReadBufs, Tail},
     worker::{ConnGuard, CoreState},
 };
 use crate::{
@@ -33,7 +32,7 @@ use crate::{
     proto::{deflate::DeflateAgreement, Decoder, DecoderConfig, Message as Frame, ProtocolError},
     ws::{
         deflate::{RecvInflate, SendDeflate},
-        shared::{Shared, SharedRef, WriteJob},
+        shared::{Shared, SharedRef, Stamp, WriteJob},
         WebSocket, WsOptions,
     },
 };
@@ -83,22 +82,19 @@ pub(crate) fn run<S: Conn>(
     let inbound = Inbound {
         decoder,
         inflate: deflate.as_ref().map(RecvInflate::new),
-        max_payload: options.max_payload,
-        validate_utf8: !options.skip_utf8_validation,
     };
     let send_deflate = deflate
         .as_ref()
         .zip(options.per_message_deflate.as_ref())
         .map(|(agreed, config)| Box::new(SendDeflate::new(agreed, config)));
-    let close_timeout = options.close_timeout;
     let tracked = options.client_tracking;
     let error_handler = options.error_handler.clone();
     let liveness = options.liveness_period();
     let shared = Shared::new(options);
-    shared.borrow_mut().deflate = send_deflate;
-    shared
-        .borrow_mut()
-        .attach(fd, close_timer(Rc::downgrade(&shared), close_timeout));
+    if let Some(send_deflate) = send_deflate {
+        shared.borrow_mut().set_deflate(send_deflate);
+    }
+    shared.borrow_mut().attach(fd, close_timer);
     core.register_open(guard.id, Rc::clone(&shared), tracked);
     core.watch_liveness(liveness);
 
@@ -202,13 +198,14 @@ fn handler_part(
     // just the path for the log line, not the whole head, for the connection's lifetime.
     let path: Box<str> = info.req.path().into();
     let req = info.req.clone();
-    let kept = error_handler.map(|error_handler| Box::new((error_handler, info)));
-    let future = CatchUnwind::from_box(handler(ws, req));
+    let mut kept = error_handler.map(|error_handler| Box::new((error_handler, info)));
+    let mut future = CatchUnwind::from_box(handler(ws, req));
     async move {
         // Runs before the handler's first poll; the reader, on this same core, only looks at
         // the flag after that poll has finished.
         shared.borrow_mut().handler_started();
-        let outcome = future.await;
+        // Through a reference: awaited by value, the future would be kept twice.
+        let outcome = (&mut future).await;
         match outcome {
             Ok(Ok(())) => {
                 let mut shared = shared.borrow_mut();
@@ -223,7 +220,7 @@ fn handler_part(
                 shared.handler_running = false;
                 shared.fail(1011);
             }
-            Ok(Err(err)) => match kept {
+            Ok(Err(err)) => match kept.take() {
                 // The default, as @fastify/websocket: log and terminate (the client sees 1006).
                 None => {
                     tracing::error!(path = &*path, "websocket handler failed: {err}");
@@ -231,20 +228,8 @@ fn handler_part(
                     shared.handler_running = false;
                     shared.terminate();
                 }
-                Some(kept) => {
-                    let (error_handler, info) = *kept;
-                    let (ws, req) = info.into_socket(&shared);
-                    let handled = CatchUnwind::from_box(error_handler(err, ws, req)).await;
-                    if let Err(payload) = handled {
-                        tracing::error!(
-                            "websocket error handler panicked: {}",
-                            panic_message(&*payload)
-                        );
-                    }
-                    let mut shared = shared.borrow_mut();
-                    shared.handler_running = false;
-                    shared.fail(1011);
-                }
+                // Boxed: every connection would otherwise keep room for this rare path.
+                Some(kept) => Box::pin(report_handler_error(err, *kept, &shared)).await,
             },
             Err(payload) => {
                 tracing::error!("websocket handler panicked: {}", panic_message(&*payload));
@@ -254,6 +239,27 @@ fn handler_part(
             }
         }
     }
+}
+
+/// The handler returned an error and the app has a custom error handler: it gets the error, a
+/// handle on the connection and the request; then the connection is closed with 1011 (if the
+/// error handler did not close it).
+async fn report_handler_error(
+    err: crate::BoxError,
+    (error_handler, info): (crate::ws::options::WsErrorHandlerFn, ConnInfo),
+    shared: &SharedRef,
+) {
+    let (ws, req) = info.into_socket(shared);
+    let handled = CatchUnwind::from_box(error_handler(err, ws, req)).await;
+    if let Err(payload) = handled {
+        tracing::error!(
+            "websocket error handler panicked: {}",
+            panic_message(&*payload)
+        );
+    }
+    let mut shared = shared.borrow_mut();
+    shared.handler_running = false;
+    shared.fail(1011);
 }
 
 /// What a custom `error_handler` needs to hear about a protocol violation by the peer (as
@@ -280,134 +286,139 @@ struct ReadSide<S: Conn> {
 }
 
 /// Reads and decodes until the peer's close frame, EOF, a protocol error, or termination.
-/// Works on the state in place, through one reference (an `async fn` keeps each argument
-/// twice, and a copy of the state would be a second one for the connection's whole life);
-/// rare paths are boxed, so the future stays the size of its read.
-async fn read_loop<S: Conn>(side: &mut ReadSide<S>) {
-    // When the bytes being decoded were read (for the idle timeout).
-    let mut read_at = Instant::now();
-    // Until the peer shows it is busy, treat it as quiet: a connection that says nothing after
-    // its upgrade never holds a full read buffer.
-    let mut quiet = true;
-    // Bytes the last read brought: the next read's buffer follows the peer's traffic, so a
-    // connection that exchanged a few small messages and fell silent waits with a buffer of
-    // about their size, not a full chunk.
-    let mut last_read = 0;
-    loop {
+/// Works on the state in place, through one reference (an `async` block rather than an
+/// `async fn`, which keeps each argument twice; a copy of the state would be a second one for
+/// the connection's whole life); rare paths are boxed, and nothing is kept across the read
+/// that can be worked out after it, so the future stays the size of its read.
+#[allow(clippy::manual_async_fn)]
+fn read_loop<S: Conn>(side: &mut ReadSide<S>) -> impl std::future::Future<Output = ()> + '_ {
+    async move {
+        // When the bytes being decoded were read (for the idle timeout).
+        let mut read_at = Stamp::now();
+        // Until the peer shows it is busy, treat it as quiet: a connection that says nothing after
+        // its upgrade never holds a full read buffer.
+        let mut quiet = true;
+        // Bytes the last read brought: the next read's buffer follows the peer's traffic, so a
+        // connection that exchanged a few small messages and fell silent waits with a buffer of
+        // about their size, not a full chunk.
+        let mut last_read = 0;
         loop {
-            if side.shared.borrow().inbound_full() {
-                let shared = &side.shared;
-                poll_fn(|cx| shared.borrow_mut().poll_room(cx.waker())).await;
-                // The peer could not be heard while we did not read: a fresh interval.
-                shared.borrow_mut().heard(Instant::now());
-            }
-            if side.shared.borrow().terminated {
-                return;
-            }
-            match side.inbound.next(&mut side.bufs.cur) {
-                Ok(Some(frame)) => match frame {
-                    Frame::Ping(payload) => side.shared.borrow_mut().on_ping(payload),
-                    Frame::Pong(_) => {}
-                    Frame::Close(close) => {
-                        catch_up(&side.shared).await;
-                        side.shared.borrow_mut().on_close_frame(close);
-                        return;
-                    }
-                    data => side.shared.borrow_mut().push_message(data.into(), read_at),
-                },
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!("protocol error: {e}");
-                    catch_up(&side.shared).await;
+            loop {
+                if side.shared.borrow().inbound_full() {
                     let shared = &side.shared;
-                    shared.borrow_mut().on_protocol_error(e.clone());
-                    if let Some(report) = side.on_protocol_error.take() {
-                        shared.borrow_mut().protocol_error_reported = true;
-                        // The close frame with the RFC code is already queued; the handler
-                        // hears about it and may log or send nothing more.
-                        let (ws, req) = report.info.into_socket(shared);
-                        let fut = (report.handler)(Box::new(crate::Error::Protocol(e)), ws, req);
-                        monoio::spawn(async move {
-                            if let Err(payload) = CatchUnwind::new(fut).await {
-                                tracing::error!(
-                                    "websocket error handler panicked: {}",
-                                    panic_message(&*payload)
-                                );
-                            }
-                        });
-                    }
-                    let buf = std::mem::take(&mut side.bufs.cur);
-                    Box::pin(drain_input(&mut side.reader, buf)).await;
+                    poll_fn(|cx| shared.borrow_mut().poll_room(cx.waker())).await;
+                    // The peer could not be heard while we did not read: a fresh interval.
+                    shared.borrow_mut().heard(Stamp::now());
+                }
+                if side.shared.borrow().terminated {
                     return;
                 }
+                match side.inbound.next(&mut side.bufs.cur) {
+                    Ok(Some(frame)) => match frame {
+                        Frame::Ping(payload) => side.shared.borrow_mut().on_ping(payload),
+                        Frame::Pong(_) => {}
+                        Frame::Close(close) => {
+                            catch_up(&side.shared).await;
+                            side.shared.borrow_mut().on_close_frame(close);
+                            return;
+                        }
+                        data => side.shared.borrow_mut().push_message(data.into(), read_at),
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!("protocol error: {e}");
+                        catch_up(&side.shared).await;
+                        let shared = &side.shared;
+                        shared.borrow_mut().on_protocol_error(e.clone());
+                        if let Some(report) = side.on_protocol_error.take() {
+                            shared.borrow_mut().protocol_error_reported = true;
+                            // The close frame with the RFC code is already queued; the handler
+                            // hears about it and may log or send nothing more.
+                            let (ws, req) = report.info.into_socket(shared);
+                            let fut =
+                                (report.handler)(Box::new(crate::Error::Protocol(e)), ws, req);
+                            monoio::spawn(async move {
+                                if let Err(payload) = CatchUnwind::new(fut).await {
+                                    tracing::error!(
+                                        "websocket error handler panicked: {}",
+                                        panic_message(&*payload)
+                                    );
+                                }
+                            });
+                        }
+                        let buf = std::mem::take(&mut side.bufs.cur);
+                        Box::pin(drain_input(&mut side.reader, buf)).await;
+                        return;
+                    }
+                }
             }
-        }
-        let needed = side.inbound.decoder.wanted();
-        // Room for a few reads like the last: a steady stream of equal messages then never
-        // fills the buffer exactly (which would read as "more was waiting").
-        let chunk = (4 * last_read).clamp(QUIET_READ, READ_CHUNK);
-        let bufs = &mut side.bufs;
-        if bufs.cur.is_empty() && bufs.cur.capacity() > 4 * chunk {
-            // Do not keep a large buffer, waiting, for a peer that sends small messages.
-            bufs.release();
-        }
-        let buf = &bufs.cur;
-        let spare = buf.capacity() - buf.len();
-        let want = if needed > buf.len() {
-            // The rest of a large frame, in one read when it fits.
-            (needed - buf.len()).clamp(READ_CHUNK, MAX_FRAME_READ)
-        } else if quiet && buf.is_empty() {
-            // A quiet connection waits for bytes without a buffer, then reads them into a
-            // small one.
-            bufs.release();
-            if wait_readable(&side.reader).await.is_err() {
-                side.shared.borrow_mut().on_read_end();
-                return;
+            let needed = side.inbound.decoder.wanted();
+            // Room for a few reads like the last: a steady stream of equal messages then never
+            // fills the buffer exactly (which would read as "more was waiting").
+            let chunk = (4 * last_read).clamp(QUIET_READ, READ_CHUNK);
+            let bufs = &mut side.bufs;
+            if bufs.cur.is_empty() && bufs.cur.capacity() > 4 * chunk {
+                // Do not keep a large buffer, waiting, for a peer that sends small messages.
+                bufs.release();
             }
-            QUIET_READ
-        } else if spare < chunk / 2 {
-            chunk.max(buf.len().min(MAX_READ_CHUNK))
-        } else {
-            0
-        };
-        side.bufs.make_room(want);
-        // The read itself, not through `read_more`: a wrapper future would be kept beside it.
-        let (len, room) = (
-            side.bufs.cur.len(),
-            side.bufs.cur.capacity() - side.bufs.cur.len(),
-        );
-        debug_assert!(room > 0, "a read with no room would look like EOF");
-        let (res, slice) = side
-            .reader
-            .read(std::mem::take(&mut side.bufs.cur).slice_mut(len..))
-            .await;
-        side.bufs.cur = slice.into_inner();
-        match res {
-            Ok(0) | Err(_) => {
-                side.shared.borrow_mut().on_read_end();
-                return;
-            }
-            Ok(n) => {
-                // A read that filled its buffer may have left more behind: grow.
-                last_read = if n >= room { READ_CHUNK } else { n };
-                // Any byte proves the peer alive, even part of a frame (a large message on a
-                // slow link); our own writes never do.
-                let now = Instant::now();
-                quiet = now.duration_since(read_at) >= QUIET_AFTER;
-                read_at = now;
-                side.shared.borrow_mut().heard(read_at);
+            let buf = &bufs.cur;
+            let spare = buf.capacity() - buf.len();
+            let want = if needed > buf.len() {
+                // The rest of a large frame, in one read when it fits.
+                (needed - buf.len()).clamp(READ_CHUNK, MAX_FRAME_READ)
+            } else if quiet && buf.is_empty() {
+                // A quiet connection waits for bytes without a buffer, then reads them into a
+                // small one.
+                bufs.release();
+                if wait_readable(&side.reader).await.is_err() {
+                    side.shared.borrow_mut().on_read_end();
+                    return;
+                }
+                QUIET_READ
+            } else if spare < chunk / 2 {
+                chunk.max(buf.len().min(MAX_READ_CHUNK))
+            } else {
+                0
+            };
+            side.bufs.make_room(want);
+            // The read itself, not through `read_more`: a wrapper future would be kept beside it.
+            debug_assert!(
+                side.bufs.cur.capacity() > side.bufs.cur.len(),
+                "a read with no room would look like EOF"
+            );
+            let (res, Tail(buf)) = side
+                .reader
+                .read(Tail(std::mem::take(&mut side.bufs.cur)))
+                .await;
+            side.bufs.cur = buf;
+            match res {
+                Ok(0) | Err(_) => {
+                    side.shared.borrow_mut().on_read_end();
+                    return;
+                }
+                Ok(n) => {
+                    // A read that filled its buffer may have left more behind: grow. (The room
+                    // it had is worked out afterwards, not kept across the read.)
+                    let cur = &side.bufs.cur;
+                    let room = cur.capacity() - (cur.len() - n);
+                    last_read = if n >= room { READ_CHUNK } else { n };
+                    // Any byte proves the peer alive, even part of a frame (a large message on a
+                    // slow link); our own writes never do.
+                    let now = Stamp::now();
+                    quiet = read_at.until(now) >= QUIET_AFTER;
+                    read_at = now;
+                    side.shared.borrow_mut().heard(read_at);
+                }
             }
         }
     }
 }
 
-/// The read side's protocol state: the frame decoder and, with permessage-deflate, the
-/// decompressor.
+/// The read side's protocol state: the frame decoder (whose configuration has the limits)
+/// and, with permessage-deflate, the decompressor.
 struct Inbound {
     decoder: Decoder,
     inflate: Option<RecvInflate>,
-    max_payload: usize,
-    validate_utf8: bool,
 }
 
 impl Inbound {
@@ -420,15 +431,16 @@ impl Inbound {
             Some(inflate) if self.decoder.last_message_compressed() => inflate,
             _ => return Ok(Some(frame)),
         };
+        let config = self.decoder.config();
         Ok(Some(match frame {
             Frame::Text(data) => {
-                let text = inflate.inflate(&data, self.max_payload)?;
-                if self.validate_utf8 && simdutf8::basic::from_utf8(&text).is_err() {
+                let text = inflate.inflate(&data, config.max_message_size)?;
+                if config.validate_utf8 && simdutf8::basic::from_utf8(&text).is_err() {
                     return Err(ProtocolError::InvalidUtf8);
                 }
                 Frame::Text(text)
             }
-            Frame::Binary(data) => Frame::Binary(inflate.inflate(&data, self.max_payload)?),
+            Frame::Binary(data) => Frame::Binary(inflate.inflate(&data, config.max_message_size)?),
             other => other,
         }))
     }
@@ -523,7 +535,8 @@ fn write_loop<S: Conn>(
                         break;
                     }
                     if shutdown {
-                        // SAFETY: fd is this connection's live socket (the write half keeps it open).
+                        // SAFETY: fd is this connection's live socket (the write half keeps
+                        // it open).
                         unsafe { libc::shutdown(fd, libc::SHUT_WR) };
                     }
                     break;
@@ -555,20 +568,21 @@ pub(super) fn start_writer<S: Conn>(
 /// The timer ends as soon as the connection is finished: waiting out the whole timeout kept
 /// its task and the connection's state (about 1.7 KB) for `close_timeout` after every close,
 /// 130 MB at 15,000 connections a second with the default 5 s.
-fn close_timer(shared: Weak<RefCell<Shared>>, close_timeout: Duration) -> Box<dyn FnOnce()> {
-    Box::new(move || {
-        monoio::spawn(async move {
-            let finished = poll_fn(|cx| match shared.upgrade() {
-                Some(state) => state.borrow_mut().poll_finished(cx.waker()).map(drop),
-                None => std::task::Poll::Ready(()),
-            });
-            if timeout(close_timeout, finished).await.is_err() {
-                if let Some(shared) = shared.upgrade() {
-                    shared.borrow_mut().terminate();
-                }
-            }
+///
+/// A plain function (a `CloseTimer`), which the state calls with itself: a connection keeps
+/// no closure for it.
+fn close_timer(shared: Weak<RefCell<Shared>>, close_timeout: Duration) {
+    monoio::spawn(async move {
+        let finished = poll_fn(|cx| match shared.upgrade() {
+            Some(state) => state.borrow_mut().poll_finished(cx.waker()).map(drop),
+            None => std::task::Poll::Ready(()),
         });
-    })
+        if timeout(close_timeout, finished).await.is_err() {
+            if let Some(shared) = shared.upgrade() {
+                shared.borrow_mut().terminate();
+            }
+        }
+    });
 }
 
 #[cfg(test)]
@@ -577,7 +591,9 @@ mod tests {
 
     /// Every open connection keeps the read side's future for its whole life: rare paths
     /// (draining after an error, a message assembled from parts) must stay boxed out of it.
-    /// (It was 424 bytes, and the decoder's state 168, before they were.)
+    /// (It was 424 bytes, and the decoder's state 168, before they were; 288 and 104 before the
+    /// read's buffer went in as a `Tail`, the decoder's error was boxed and nothing but the
+    /// buffer was kept across the read. On a Unix socket, as here, it is 232.)
     #[test]
     fn an_idle_connection_keeps_a_small_read_side() {
         crate::testing::run(async {
@@ -589,33 +605,42 @@ mod tests {
                 inbound: Inbound {
                     decoder: Decoder::new(DecoderConfig::server()),
                     inflate: None,
-                    max_payload: 1 << 20,
-                    validate_utf8: true,
                 },
                 shared: Shared::new(Arc::new(WsOptions::new())),
                 on_protocol_error: None,
             };
-            assert!(std::mem::size_of::<Inbound>() <= 112);
+            assert!(std::mem::size_of::<Inbound>() <= 72);
             let read = read_loop(&mut side);
             let size = std::mem::size_of_val(&read);
-            assert!(size <= 320, "read_loop's future is {size} bytes");
+            assert!(size <= 240, "read_loop's future is {size} bytes");
         });
+    }
+
+    /// A state with the close timer installed, as `run` sets it up, and the weak count it
+    /// starts with (its own reference to itself).
+    fn attached(close_timeout: Duration) -> (SharedRef, usize) {
+        let shared = Shared::new(Arc::new(WsOptions::new().close_timeout(close_timeout)));
+        shared.borrow_mut().attach(-1, close_timer);
+        let own = Rc::weak_count(&shared);
+        (shared, own)
     }
 
     #[test]
     fn the_close_timer_ends_when_the_connection_finishes() {
         crate::testing::run(async {
-            let shared = Shared::new(Arc::new(WsOptions::new()));
-            close_timer(Rc::downgrade(&shared), Duration::from_secs(30))();
+            let (shared, own) = attached(Duration::from_secs(30));
+            monoio::time::sleep(Duration::from_millis(10)).await;
+            assert_eq!(Rc::weak_count(&shared), own, "no timer before the close");
+            assert!(shared.borrow_mut().start_close(1000, ""));
             monoio::time::sleep(Duration::from_millis(10)).await;
             assert_eq!(
                 Rc::weak_count(&shared),
-                1,
+                own + 1,
                 "the armed timer holds the state"
             );
             shared.borrow_mut().set_finished();
             monoio::time::sleep(Duration::from_millis(10)).await;
-            assert_eq!(Rc::weak_count(&shared), 0, "the timer has ended");
+            assert_eq!(Rc::weak_count(&shared), own, "the timer has ended");
             assert!(!shared.borrow().terminated);
         });
     }
@@ -623,11 +648,11 @@ mod tests {
     #[test]
     fn the_close_timer_terminates_a_connection_that_does_not_finish_in_time() {
         crate::testing::run(async {
-            let shared = Shared::new(Arc::new(WsOptions::new()));
-            close_timer(Rc::downgrade(&shared), Duration::from_millis(30))();
+            let (shared, own) = attached(Duration::from_millis(30));
+            shared.borrow_mut().on_read_end();
             monoio::time::sleep(Duration::from_millis(100)).await;
             assert!(shared.borrow().terminated);
-            assert_eq!(Rc::weak_count(&shared), 0);
+            assert_eq!(Rc::weak_count(&shared), own);
         });
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Phase, Shared};
+use super::{Phase, Shared, Stamp};
 use crate::proto::OpCode;
 
 impl Shared {
@@ -14,7 +14,8 @@ impl Shared {
         if self.phase != Phase::Open || self.terminated {
             return;
         }
-        let since = |t: Instant| now.saturating_duration_since(t);
+        let now = Stamp::at(now);
+        let since = |t: Stamp| t.until(now);
         if let Some(max) = self.options.max_lifetime {
             if since(self.opened) >= max {
                 self.start_close(1000, "max lifetime reached");

@@ -23,42 +23,44 @@ impl Shared {
         if self.terminated {
             return Poll::Ready(WriteJob::Stop);
         }
-        if !self.pending_pongs.is_empty() {
-            spare.clear();
-            for payload in self.pending_pongs.drain(..) {
-                encode_frame(spare, true, false, OpCode::Pong, None, &payload);
+        if let Some(tx) = self.tx.as_deref_mut() {
+            if !tx.pending_pongs.is_empty() {
+                spare.clear();
+                for payload in tx.pending_pongs.drain(..) {
+                    encode_frame(spare, true, false, OpCode::Pong, None, &payload);
+                }
+                return Poll::Ready(WriteJob::Control);
             }
-            return Poll::Ready(WriteJob::Control);
-        }
-        if !self.chunks.is_empty() {
-            // Shared frames, large payloads and the bytes queued between them, written as
-            // they are (no copy); sends queued after them follow in the same write.
-            let take = self.chunks.len().min(MAX_PARTS);
-            parts.extend(self.chunks.drain(..take));
-            let taken: usize = parts.iter().map(Bytes::len).sum();
-            self.chunks_bytes -= taken;
-            self.in_flight = taken;
-            if self.chunks.is_empty() && !self.out.is_empty() && parts.len() < MAX_PARTS {
-                self.in_flight += self.out.len();
-                parts.push(self.out.split().freeze());
+            if !tx.chunks.is_empty() {
+                // Shared frames, large payloads and the bytes queued between them, written as
+                // they are (no copy); sends queued after them follow in the same write.
+                let take = tx.chunks.len().min(MAX_PARTS);
+                parts.extend(tx.chunks.drain(..take));
+                let taken: usize = parts.iter().map(Bytes::len).sum();
+                tx.chunks_bytes -= taken;
+                tx.in_flight = taken;
+                if tx.chunks.is_empty() && !tx.out.is_empty() && parts.len() < MAX_PARTS {
+                    tx.in_flight += tx.out.len();
+                    parts.push(tx.out.split().freeze());
+                }
+                return Poll::Ready(WriteJob::Parts);
             }
-            return Poll::Ready(WriteJob::Parts);
-        }
-        if !self.out.is_empty() {
-            // Hand over everything queued; `send` keeps appending to the fresh buffer while
-            // the write is in flight.
-            spare.clear();
-            std::mem::swap(&mut self.out, spare);
-            self.in_flight = spare.len();
-            return Poll::Ready(WriteJob::Data);
-        }
-        if let Some(close) = self.pending_close.take() {
-            spare.clear();
-            spare.extend_from_slice(&close);
-            self.close_written = true;
-            return Poll::Ready(WriteJob::Close {
-                shutdown: self.shutdown_after_close,
-            });
+            if !tx.out.is_empty() {
+                // Hand over everything queued; `send` keeps appending to the fresh buffer
+                // while the write is in flight.
+                spare.clear();
+                std::mem::swap(&mut tx.out, spare);
+                tx.in_flight = spare.len();
+                return Poll::Ready(WriteJob::Data);
+            }
+            if let Some(close) = tx.pending_close.take() {
+                spare.clear();
+                spare.extend_from_slice(&close);
+                self.close_written = true;
+                return Poll::Ready(WriteJob::Close {
+                    shutdown: self.shutdown_after_close,
+                });
+            }
         }
         if self.close_written || self.phase == Phase::Closed {
             return Poll::Ready(WriteJob::Stop);
@@ -70,46 +72,51 @@ impl Shared {
     /// The writer wrote `n` more bytes of the data stream; messages whose last byte is now
     /// out count as written.
     pub(crate) fn on_data_written(&mut self, n: usize) {
-        self.written_bytes += n as u64;
-        self.in_flight = 0;
-        if self.buffered_amount() == 0 {
-            self.wake_senders();
-        }
-        while self
+        let tx = self.tx();
+        tx.written_bytes += n as u64;
+        tx.in_flight = 0;
+        let drained = tx.buffered() == 0;
+        let mut done = 0;
+        while tx
             .out_ends
             .front()
-            .is_some_and(|&end| end <= self.written_bytes)
+            .is_some_and(|&end| end <= tx.written_bytes)
         {
-            self.out_ends.pop_front();
-            self.report.written += 1;
+            tx.out_ends.pop_front();
+            done += 1;
+        }
+        self.tally.written += done;
+        if drained {
+            self.wake_senders();
         }
     }
 
     /// The write side failed: nothing more can go out.
     pub(crate) fn on_write_error(&mut self) {
         self.phase = Phase::Closed;
-        self.pending_close = None;
+        if let Some(tx) = self.tx.as_deref_mut() {
+            tx.pending_close = None;
+        }
         self.wake_senders();
     }
 
     /// The reader stopped reading.
     pub(crate) fn set_reader_done(&mut self) {
         self.reader_done = true;
-        if let Some(w) = self.reader_done_waker.take() {
-            w.wake();
-        }
+        // The writer is the one that waits for this (`poll_reader_done`).
+        self.wake_writer();
     }
 
     pub(crate) fn poll_reader_done(&mut self, waker: &Waker) -> Poll<()> {
         if self.reader_done || self.terminated {
             return Poll::Ready(());
         }
-        self.reader_done_waker = Some(waker.clone());
+        self.writer_waker = Some(waker.clone());
         Poll::Pending
     }
 
     pub(crate) fn mark_clean(&mut self) {
-        self.report.clean = self.close_written && self.report.received.is_some();
+        self.clean = self.close_written && self.tally.received.is_some();
     }
 
     /// The connection is over: the report is final.
@@ -153,10 +160,12 @@ impl Shared {
     }
 
     fn has_writes(&self) -> bool {
-        !self.pending_pongs.is_empty()
-            || !self.chunks.is_empty()
-            || !self.out.is_empty()
-            || self.pending_close.is_some()
+        self.tx.as_deref().is_some_and(|tx| {
+            !tx.pending_pongs.is_empty()
+                || !tx.chunks.is_empty()
+                || !tx.out.is_empty()
+                || tx.pending_close.is_some()
+        })
     }
 
     pub(super) fn wake_senders(&mut self) {
@@ -170,9 +179,6 @@ impl Shared {
             w.wake();
         }
         if let Some(w) = self.room_waker.take() {
-            w.wake();
-        }
-        if let Some(w) = self.reader_done_waker.take() {
             w.wake();
         }
     }
