@@ -72,6 +72,42 @@ fn slow_reader_is_closed_with_1008_and_every_message_is_accounted_for() {
     server.wait();
 }
 
+/// `send` queues the message in the call itself (as `ws`'s `send`): the future it returns is
+/// already complete, so a message is accepted, counted and written in order even when the
+/// future is dropped without being awaited; awaiting it later gives the same outcome.
+#[test]
+fn send_queues_at_the_call_whether_or_not_it_is_awaited() {
+    let (tx, rx) = mpsc::channel::<(u64, u64)>();
+    let app = App::builder()
+        .ws("/", move |ws, _req| {
+            let tx = tx.clone();
+            async move {
+                let first = ws.send("first");
+                let accepted_before_await = ws.report().accepted;
+                drop(ws.send("second"));
+                first.await.unwrap();
+                ws.send("third").await.unwrap();
+                tx.send((accepted_before_await, ws.report().accepted))
+                    .unwrap();
+                ws.close(1000, "").unwrap();
+                ws.closed().await;
+            }
+        })
+        .build()
+        .unwrap();
+    let server = start(app);
+    let addr = server.local_addr();
+    block_on(async move {
+        let mut client = Client::connect(addr, "/").await.unwrap();
+        for text in ["first", "second", "third"] {
+            assert_eq!(client.recv().await.unwrap().unwrap(), Message::text(text));
+        }
+        client.close(1000, "").await.unwrap();
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), (1, 3));
+    server.shutdown();
+}
+
 #[test]
 fn clean_close_reports_every_message_written() {
     let (tx, rx) = mpsc::channel::<CloseReport>();

@@ -1,6 +1,11 @@
 //! [`WebSocket`], the handle a route's handler receives.
 
-use std::{fmt, future::poll_fn, net::SocketAddr, rc::Rc};
+use std::{
+    fmt,
+    future::{poll_fn, ready, Future, Ready},
+    net::SocketAddr,
+    rc::Rc,
+};
 
 use crate::{
     cluster::{local::LocalCore, ClientId, Clients, Delivery},
@@ -163,15 +168,24 @@ impl WebSocket {
     /// close frame, then `None`. A protocol violation by the peer is reported once as
     /// `Some(Err(Error::Protocol(..)))` (the server has already closed with its code), then
     /// `None`.
-    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        poll_fn(|cx| self.shared.borrow_mut().poll_recv(cx.waker()))
-            .await
-            .map(|r| r.map_err(Error::Protocol))
+    ///
+    /// The future is a single reference to this handle (a handler waiting here keeps 8 bytes
+    /// for the wait).
+    pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> + '_ {
+        poll_fn(move |cx| {
+            self.shared
+                .borrow_mut()
+                .poll_recv(cx.waker())
+                .map(|next| next.map(|r| r.map_err(Error::Protocol)))
+        })
     }
 
     /// Queues a message; it is written in order after everything sent before. Never waits:
-    /// a message refused is reported at once. `Close` starts the close handshake (as
-    /// [`close`](Self::close)); `Ping`/`Pong` payloads must be at most 125 bytes.
+    /// the message is queued (or refused) by the call itself, and the future it returns is
+    /// already complete with the outcome, so awaiting it costs nothing and a handler waiting
+    /// in `send(..).await` keeps no room for the message in its own future. `Close` starts
+    /// the close handshake (as [`close`](Self::close)); `Ping`/`Pong` payloads must be at most
+    /// 125 bytes.
     ///
     /// Payloads of 4 KiB and more that go out uncompressed are written from the message's own
     /// [`Bytes`](bytes::Bytes), without a copy, so the buffer they share (a received message's
@@ -184,8 +198,8 @@ impl WebSocket {
     /// (then the [policy](crate::WsOptions::backpressure_policy) applies: by default the
     /// connection is closed with 1008); [`Error::ControlTooLong`]; [`Error::InvalidClose`].
     /// A refused message was not accepted: it is counted as dropped, never as unsent.
-    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
-        self.send_with(message, SendOptions::new()).await
+    pub fn send(&self, message: impl Into<Message>) -> Ready<Result<(), Error>> {
+        ready(self.queue(message.into(), SendOptions::new()))
     }
 
     /// [`send`](Self::send) with options (`ws`'s `send(data, { compress })`): e.g. a message
@@ -195,12 +209,15 @@ impl WebSocket {
     /// # Errors
     ///
     /// As [`send`](Self::send).
-    pub async fn send_with(
+    pub fn send_with(
         &self,
         message: impl Into<Message>,
         options: SendOptions,
-    ) -> Result<(), Error> {
-        let message = message.into();
+    ) -> Ready<Result<(), Error>> {
+        ready(self.queue(message.into(), options))
+    }
+
+    fn queue(&self, message: Message, options: SendOptions) -> Result<(), Error> {
         let mut shared = self.shared.borrow_mut();
         let compress = options.compress;
         match message {
