@@ -524,6 +524,12 @@ impl Shared {
 
     // ---- the reader's side ----
 
+    /// Messages waiting for `recv`.
+    #[cfg(test)]
+    pub(crate) fn inbound_len(&self) -> usize {
+        self.inbound.len()
+    }
+
     /// Whether the reader should stop decoding until `recv` drains the queue.
     pub(crate) fn inbound_full(&self) -> bool {
         self.inbound_bytes >= self.options.max_inbound || self.inbound.len() >= 1024
