@@ -823,12 +823,24 @@ mod tests {
         });
     }
 
+    /// Writes one masked frame, as a client sends it.
+    async fn send_masked(
+        peer: &mut monoio::net::UnixStream,
+        opcode: crate::proto::OpCode,
+        payload: &[u8],
+    ) {
+        use monoio::io::AsyncWriteRentExt;
+        let mut frame = BytesMut::new();
+        crate::proto::encode_frame(&mut frame, true, false, opcode, Some([1, 2, 3, 4]), payload);
+        let (res, _) = peer.write_all(frame.to_vec()).await;
+        res.unwrap();
+    }
+
     /// A quiet peer's connection waits in the small future, reads when bytes come, decodes
     /// them, and goes back to waiting; its close frame ends the part.
     #[test]
     fn a_quiet_connection_waits_reads_and_waits_again() {
         crate::testing::run(async {
-            use monoio::io::AsyncWriteRentExt;
             let (stream, mut peer) = monoio::net::UnixStream::pair().unwrap();
             let (reader, _writer) = stream.into_split();
             let side = read_side(reader);
@@ -836,17 +848,7 @@ mod tests {
             let mut part = std::pin::pin!(ReadPart::new(side, reading, waiting));
             let mut cx = Context::from_waker(std::task::Waker::noop());
             assert!(part.as_mut().poll(&mut cx).is_pending());
-            let mut frame = BytesMut::new();
-            crate::proto::encode_frame(
-                &mut frame,
-                true,
-                false,
-                crate::proto::OpCode::Text,
-                Some([1, 2, 3, 4]),
-                b"hi",
-            );
-            let (res, _) = peer.write_all(frame.to_vec()).await;
-            res.unwrap();
+            send_masked(&mut peer, crate::proto::OpCode::Text, b"hi").await;
             for _ in 0..50 {
                 if shared.borrow().inbound_len() == 1 {
                     break;
@@ -859,17 +861,12 @@ mod tests {
             // The handler takes it (a close is answered once earlier messages are taken).
             let taken = shared.borrow_mut().poll_recv(std::task::Waker::noop());
             assert!(matches!(taken, Poll::Ready(Some(Ok(_)))));
-            let mut close = BytesMut::new();
-            crate::proto::encode_frame(
-                &mut close,
-                true,
-                false,
+            send_masked(
+                &mut peer,
                 crate::proto::OpCode::Close,
-                Some([1, 2, 3, 4]),
                 &1000u16.to_be_bytes(),
-            );
-            let (res, _) = peer.write_all(close.to_vec()).await;
-            res.unwrap();
+            )
+            .await;
             let mut done = false;
             for _ in 0..50 {
                 monoio::time::sleep(Duration::from_millis(2)).await;
