@@ -1597,6 +1597,84 @@ fn summarize(runs: &[RunRecord], scenarios: &[Scenario], servers: &[ServerDef]) 
     out
 }
 
+/// The servers that do no WebSocket work: what they reach bounds what any WebSocket server can.
+const CEILINGS: &[&str] = &["raw-echo", "uring-echo"];
+
+/// The ceiling table: per echo scenario, the best msgs per server CPU-second of the servers
+/// that do no WebSocket work, divided by each WebSocket peer's, next to ringsocket's own ratio
+/// to that peer and its share of the ceiling. A target ratio above the ceiling's cannot be
+/// reached on this machine by any WebSocket server.
+fn write_ceiling(
+    w: &mut String,
+    scenarios: &[Scenario],
+    servers: &[ServerDef],
+    summary: &[Summary],
+) {
+    let peers: Vec<&ServerDef> = servers
+        .iter()
+        .filter(|s| s.name != OURS && !CEILINGS.contains(&s.name))
+        .collect();
+    let per_cpu = |scenario: &str, server: &str| {
+        find(summary, scenario, server).and_then(|s| s.msgs_per_server_cpu_s)
+    };
+    let rows: Vec<(&Scenario, f64)> = scenarios
+        .iter()
+        .filter(|sc| sc.mode == ScenarioMode::Echo)
+        .filter_map(|sc| {
+            let best = CEILINGS
+                .iter()
+                .filter_map(|name| per_cpu(sc.id, name))
+                .reduce(f64::max)?;
+            Some((sc, best))
+        })
+        .collect();
+    if rows.is_empty() || peers.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "## The ceiling\n\nThe best msgs per server CPU-second of the servers that do no \
+         WebSocket work ({}) ÷ each peer's: no WebSocket server can beat a peer by more than \
+         this on this machine. In parentheses: `rs-echo` ÷ the peer. Last column: `rs-echo`'s \
+         share of the ceiling.\n",
+        CEILINGS
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = write!(w, "| scenario |");
+    for p in &peers {
+        let _ = write!(w, " {} |", p.name);
+    }
+    let _ = write!(w, " rs-echo ÷ ceiling |\n|---|");
+    for _ in &peers {
+        let _ = write!(w, "---|");
+    }
+    let _ = writeln!(w, "---|");
+    for (sc, best) in rows {
+        let ours = per_cpu(sc.id, OURS);
+        let _ = write!(w, "| {} |", sc.id);
+        for p in &peers {
+            let cell = match per_cpu(sc.id, p.name) {
+                Some(theirs) if theirs > 0.0 => format!(
+                    "{:.2}× ({})",
+                    best / theirs,
+                    opt(ours.map(|o| o / theirs), |v| format!("{v:.2}×"))
+                ),
+                _ => "–".into(),
+            };
+            let _ = write!(w, " {cell} |");
+        }
+        let _ = writeln!(
+            w,
+            " {} |",
+            opt(ours.map(|o| o / best), |v| format!("{:.0}%", v * 100.0))
+        );
+    }
+    let _ = writeln!(w);
+}
+
 fn find<'a>(summary: &'a [Summary], scenario: &str, server: &str) -> Option<&'a Summary> {
     summary
         .iter()
@@ -1727,6 +1805,7 @@ fn markdown(
             let _ = writeln!(w);
         }
         let _ = writeln!(w);
+        write_ceiling(w, scenarios, servers, summary);
     }
 
     for sc in scenarios {
@@ -2292,4 +2371,72 @@ fn utc_now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo(scenario: &str, server: &str, per_cpu: f64) -> Summary {
+        Summary {
+            scenario: scenario.into(),
+            server: server.into(),
+            msgs_per_server_cpu_s: Some(per_cpu),
+            ..Summary::default()
+        }
+    }
+
+    #[test]
+    fn the_ceiling_is_the_best_server_without_websocket_work_over_each_peer() {
+        let summary = [
+            echo("echo-100x20", "rs-echo", 160_000.0),
+            echo("echo-100x20", "raw-echo", 180_000.0),
+            echo("echo-100x20", "uring-echo", 200_000.0),
+            echo("echo-100x20", "fws-echo", 100_000.0),
+            echo("echo-100x20", "tungstenite-echo", 80_000.0),
+            // An idle scenario has no throughput ceiling: no row.
+            echo("idle-10k", "raw-echo", 1.0),
+        ];
+        let servers: Vec<ServerDef> = SERVERS
+            .iter()
+            .filter(|s| {
+                [
+                    "rs-echo",
+                    "raw-echo",
+                    "uring-echo",
+                    "fws-echo",
+                    "tungstenite-echo",
+                ]
+                .contains(&s.name)
+            })
+            .copied()
+            .collect();
+        let mut md = String::new();
+        write_ceiling(&mut md, SCENARIOS, &servers, &summary);
+        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(
+            table,
+            [
+                "| scenario | fws-echo | tungstenite-echo | rs-echo ÷ ceiling |",
+                "|---|---|---|---|",
+                "| echo-100x20 | 2.00× (1.60×) | 2.50× (2.00×) | 80% |",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_ceiling_table_without_a_server_that_does_no_websocket_work() {
+        let summary = [
+            echo("echo-100x20", "rs-echo", 160_000.0),
+            echo("echo-100x20", "fws-echo", 100_000.0),
+        ];
+        let servers: Vec<ServerDef> = SERVERS
+            .iter()
+            .filter(|s| ["rs-echo", "fws-echo"].contains(&s.name))
+            .copied()
+            .collect();
+        let mut md = String::new();
+        write_ceiling(&mut md, SCENARIOS, &servers, &summary);
+        assert_eq!(md, "");
+    }
 }
