@@ -7,6 +7,7 @@
 
 pub(crate) mod catch;
 pub(crate) mod conn;
+mod defer;
 mod drive;
 mod io_util;
 mod read_buf;

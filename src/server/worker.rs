@@ -110,6 +110,7 @@ impl CoreState {
     /// moment, but is not a handshake in progress.
     pub(crate) fn enter_refused(self: &Rc<Self>) -> ConnGuard {
         self.active.set(self.active.get() + 1);
+        super::defer::set_connections(self.active.get());
         self.total.fetch_add(1, Ordering::Relaxed);
         ConnGuard {
             core: Rc::clone(self),
@@ -160,6 +161,7 @@ impl Drop for ConnGuard {
         self.core.local.remove(self.id);
         self.core.handshaking.borrow_mut().remove(&self.id);
         self.core.active.set(self.core.active.get() - 1);
+        super::defer::set_connections(self.core.active.get());
         self.core.total.fetch_sub(1, Ordering::Relaxed);
         if self.core.active.get() == 0 {
             if let Some(w) = self.core.idle_waker.borrow_mut().take() {

@@ -23,6 +23,7 @@ use monoio::{
 use super::{
     catch::{panic_message, CatchUnwind},
     conn::READ_CHUNK,
+    defer,
     drive::Drive,
     io_util::{wait_readable, write_parts, Conn, IoParts},
     read_buf::{ReadBufs, Tail},
@@ -486,6 +487,8 @@ impl<S: Conn> QuietSide<S> {
 fn read_loop<S: Conn>(side: &mut ReadSide<S>) -> impl Future<Output = LoopEnd> + '_ {
     async move {
         loop {
+            // A data message went to the handler in this round.
+            let mut delivered = false;
             loop {
                 if side.shared.borrow().inbound_full() {
                     let shared = &side.shared;
@@ -505,10 +508,12 @@ fn read_loop<S: Conn>(side: &mut ReadSide<S>) -> impl Future<Output = LoopEnd> +
                             side.shared.borrow_mut().on_close_frame(close);
                             return LoopEnd::Done;
                         }
-                        data => side
-                            .shared
-                            .borrow_mut()
-                            .push_message(data.into(), side.read_at),
+                        data => {
+                            delivered = true;
+                            side.shared
+                                .borrow_mut()
+                                .push_message(data.into(), side.read_at);
+                        }
                     },
                     Ok(None) => break,
                     Err(e) => {
@@ -565,6 +570,9 @@ fn read_loop<S: Conn>(side: &mut ReadSide<S>) -> impl Future<Output = LoopEnd> +
             } else {
                 0
             };
+            if delivered && defer::enabled() {
+                wait_for_reply(&side.shared).await;
+            }
             side.bufs.make_room(want);
             // The read itself, not through `read_more`: a wrapper future would be kept beside it.
             debug_assert!(
@@ -597,6 +605,29 @@ fn read_loop<S: Conn>(side: &mut ReadSide<S>) -> impl Future<Output = LoopEnd> +
             }
         }
     }
+}
+
+/// After a read that gave the handler messages: lets the handler see them (one turn of the
+/// connection's task), then, if it queued a reply, waits until the reply is written before the
+/// next read (see `Shared::defer_read`; the core's list ends a wait that lasts).
+async fn wait_for_reply(shared: &SharedRef) {
+    let mut turned = false;
+    poll_fn(|cx| {
+        if turned {
+            return Poll::Ready(());
+        }
+        turned = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
+    let Some(list) = shared.borrow_mut().defer_read() else {
+        return;
+    };
+    if list {
+        defer::list(shared);
+    }
+    poll_fn(|cx| shared.borrow_mut().poll_read_deferred(cx.waker())).await;
 }
 
 /// The read side's protocol state: the frame decoder (whose configuration has the limits)

@@ -259,7 +259,18 @@ pub(crate) struct Shared {
     sent_code: Option<std::num::NonZeroU16>,
     /// Close frames went both ways before the TCP connection ended.
     clean: bool,
+    /// The reader's wait for the reply to what it read (`READ_DEFERRED`, `DEFER_LISTED`,
+    /// `DEFER_OFF`): see [`Shared::defer_read`].
+    defer: u8,
 }
+
+/// The reader waits for the write in flight before reading again (its waker is `room_waker`).
+const READ_DEFERRED: u8 = 1;
+/// The connection is on its core's list of deferred readers, which ends waits that last.
+const DEFER_LISTED: u8 = 1 << 1;
+/// A wait outlasted the list's tick (the peer is slow to take what we write): no more waits
+/// until everything queued is written.
+const DEFER_OFF: u8 = 1 << 2;
 
 impl Shared {
     pub(crate) fn new(options: Arc<WsOptions>) -> SharedRef {
@@ -300,6 +311,7 @@ impl Shared {
                 tally: Tally::default(),
                 sent_code: None,
                 clean: false,
+                defer: 0,
             })
         })
     }
@@ -541,6 +553,63 @@ impl Shared {
         }
         self.room_waker = Some(waker.clone());
         Poll::Pending
+    }
+
+    /// Called by the reader, once the handler has seen the messages of its last read: whether
+    /// to wait, before reading again, until the reply now queued or being written is written.
+    /// The peer of a request and its reply (an echo) sends its next message only once it has
+    /// the reply, so a read made before that finds nothing, and the kernel arms a wake-up for
+    /// it (io_uring's poll) or the legacy driver makes a read that fails with `EAGAIN`; read
+    /// after the write, it usually finds the next message already there. `None`: read now.
+    /// `Some(list)`: wait ([`poll_read_deferred`](Self::poll_read_deferred)); when `list` is
+    /// true the caller puts the connection on the core's list of deferred readers, which ends
+    /// the wait after a tick if the write has not completed by then (a peer that does not read
+    /// must not stop us from reading) and turns waiting off until the queue drains.
+    pub(crate) fn defer_read(&mut self) -> Option<bool> {
+        if self.terminated || self.defer & DEFER_OFF != 0 || !self.write_pending() {
+            return None;
+        }
+        let list = self.defer & DEFER_LISTED == 0;
+        self.defer |= READ_DEFERRED | DEFER_LISTED;
+        Some(list)
+    }
+
+    /// Ready once the deferred read may go ahead: the write completed, failed, or took too
+    /// long, or the connection is being torn down.
+    pub(crate) fn poll_read_deferred(&mut self, waker: &Waker) -> Poll<()> {
+        if self.defer & READ_DEFERRED == 0 || self.terminated {
+            self.defer &= !READ_DEFERRED;
+            return Poll::Ready(());
+        }
+        self.room_waker = Some(waker.clone());
+        Poll::Pending
+    }
+
+    /// The core's list of deferred readers dropped this connection a tick after listing it: a
+    /// wait still going on is ended, and waits are off until the queue drains.
+    pub(crate) fn deferral_expired(&mut self) {
+        self.defer &= !DEFER_LISTED;
+        if self.defer & READ_DEFERRED != 0 {
+            self.defer |= DEFER_OFF;
+            self.release_reader();
+        }
+    }
+
+    /// Ends the reader's wait for a write, if it waits.
+    fn release_reader(&mut self) {
+        if self.defer & READ_DEFERRED != 0 {
+            self.defer &= !READ_DEFERRED;
+            if let Some(w) = self.room_waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Data queued and not yet written, or being written.
+    fn write_pending(&self) -> bool {
+        self.tx
+            .as_deref()
+            .is_some_and(|tx| tx.in_flight > 0 || !tx.out.is_empty() || !tx.chunks.is_empty())
     }
 
     /// Whether the handler has taken every message received so far (and, since the handler

@@ -87,13 +87,18 @@ impl Shared {
         }
         self.tally.written += done;
         if drained {
+            // Everything is out: the peer takes what we write, and the reader may wait for
+            // replies again.
+            self.defer &= !super::DEFER_OFF;
             self.wake_senders();
         }
+        self.release_reader();
     }
 
     /// The write side failed: nothing more can go out.
     pub(crate) fn on_write_error(&mut self) {
         self.phase = Phase::Closed;
+        self.release_reader();
         if let Some(tx) = self.tx.as_deref_mut() {
             tx.pending_close = None;
         }
@@ -178,6 +183,7 @@ impl Shared {
         if let Some(w) = self.recv_waker.take() {
             w.wake();
         }
+        self.defer &= !super::READ_DEFERRED;
         if let Some(w) = self.room_waker.take() {
             w.wake();
         }
@@ -347,5 +353,77 @@ mod tests {
             .unwrap();
         s.terminate();
         assert_eq!(s.poll_writer_wanted(&waker), Poll::Pending);
+    }
+
+    #[test]
+    fn the_reader_waits_for_the_reply_and_the_write_ends_the_wait() {
+        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let (waker, wakes) = counting_waker();
+        let mut s = shared.borrow_mut();
+        assert_eq!(s.defer_read(), None, "nothing to wait for");
+        s.queue_data(OpCode::Binary, Bytes::from_static(b"reply"), false)
+            .unwrap();
+        assert_eq!(s.defer_read(), Some(true), "waits, and is listed");
+        assert_eq!(s.poll_read_deferred(&waker), Poll::Pending);
+        let (job, spare, _) = next_job(&mut s);
+        assert_eq!(job, Poll::Ready(WriteJob::Data));
+        // Still in flight: still waiting.
+        assert_eq!(s.poll_read_deferred(&waker), Poll::Pending);
+        assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 0);
+        s.on_data_written(spare.len());
+        assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(s.poll_read_deferred(&waker), Poll::Ready(()));
+        // The next reply waits again, without listing the connection twice.
+        s.queue_data(OpCode::Binary, Bytes::from_static(b"again"), false)
+            .unwrap();
+        assert_eq!(s.defer_read(), Some(false));
+    }
+
+    #[test]
+    fn a_wait_that_outlasts_the_tick_ends_and_waits_stop_until_the_queue_drains() {
+        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let (waker, wakes) = counting_waker();
+        let mut s = shared.borrow_mut();
+        s.queue_data(OpCode::Binary, Bytes::from(vec![1u8; 100]), false)
+            .unwrap();
+        assert_eq!(s.defer_read(), Some(true));
+        assert_eq!(s.poll_read_deferred(&waker), Poll::Pending);
+        let (_, spare, _) = next_job(&mut s);
+        // The peer does not read: the write does not complete, the core's list ends the wait.
+        s.deferral_expired();
+        assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(s.poll_read_deferred(&waker), Poll::Ready(()));
+        s.queue_data(OpCode::Binary, Bytes::from_static(b"more"), false)
+            .unwrap();
+        assert_eq!(s.defer_read(), None, "no waits while the peer is slow");
+        // Part of the queue goes out: still slow.
+        s.on_data_written(10);
+        assert_eq!(s.defer_read(), None);
+        s.on_data_written(spare.len() - 10);
+        let (_, rest, _) = next_job(&mut s);
+        s.on_data_written(rest.len());
+        assert_eq!(s.buffered_amount(), 0);
+        s.queue_data(OpCode::Binary, Bytes::from_static(b"later"), false)
+            .unwrap();
+        assert_eq!(
+            s.defer_read(),
+            Some(true),
+            "drained: waits again, listed anew"
+        );
+    }
+
+    #[test]
+    fn a_torn_down_connection_does_not_keep_its_reader_waiting() {
+        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let (waker, wakes) = counting_waker();
+        let mut s = shared.borrow_mut();
+        s.queue_data(OpCode::Binary, Bytes::from_static(b"reply"), false)
+            .unwrap();
+        assert_eq!(s.defer_read(), Some(true));
+        assert_eq!(s.poll_read_deferred(&waker), Poll::Pending);
+        s.terminate();
+        assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(s.poll_read_deferred(&waker), Poll::Ready(()));
+        assert_eq!(s.defer_read(), None);
     }
 }
