@@ -566,7 +566,7 @@ impl Shared {
     /// the wait after a tick if the write has not completed by then (a peer that does not read
     /// must not stop us from reading) and turns waiting off until the queue drains.
     pub(crate) fn defer_read(&mut self) -> Option<bool> {
-        if self.terminated || self.defer & DEFER_OFF != 0 || !self.write_pending() {
+        if self.terminated || self.defer & DEFER_OFF != 0 || self.buffered_amount() == 0 {
             return None;
         }
         let list = self.defer & DEFER_LISTED == 0;
@@ -603,13 +603,6 @@ impl Shared {
                 w.wake();
             }
         }
-    }
-
-    /// Data queued and not yet written, or being written.
-    fn write_pending(&self) -> bool {
-        self.tx
-            .as_deref()
-            .is_some_and(|tx| tx.in_flight > 0 || !tx.out.is_empty() || !tx.chunks.is_empty())
     }
 
     /// Whether the handler has taken every message received so far (and, since the handler
