@@ -20,7 +20,7 @@ use monoio::{net::TcpListener, time::sleep, FusionDriver, RuntimeBuilder};
 
 use super::{
     catch::{CatchInPlace, TaskKind},
-    conn, Driver, ServerConfig,
+    conn, io_util, Driver, ServerConfig,
 };
 use crate::{
     app::App,
@@ -231,11 +231,21 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
         };
         match accepted {
             Ok((stream, _)) if core.is_full(&ctx.config) => {
-                let task = conn::refuse_busy(stream, core.enter_refused());
-                monoio::spawn(CatchInPlace::new(task, TaskKind::Refusal));
+                // A socket that cannot be kept is closed, which is all a refusal could do.
+                if let Ok(stream) = io_util::into_socket(stream) {
+                    let task = conn::refuse_busy(stream, core.enter_refused());
+                    monoio::spawn(CatchInPlace::new(task, TaskKind::Refusal));
+                }
             }
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                let stream = match io_util::into_socket(stream) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::debug!(worker = ctx.index, "accepted socket lost: {e}");
+                        continue;
+                    }
+                };
                 let guard = core.enter(stream.as_raw_fd());
                 // Caught in place: the task holds the future itself, in one allocation.
                 let task = conn::serve_entered(
