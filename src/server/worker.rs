@@ -230,15 +230,11 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
             break;
         };
         match accepted {
-            Ok((stream, _)) if core.is_full(&ctx.config) => {
-                // A socket that cannot be kept is closed, which is all a refusal could do.
-                if let Ok(stream) = io_util::into_socket(stream) {
-                    let task = conn::refuse_busy(stream, core.enter_refused());
-                    monoio::spawn(CatchInPlace::new(task, TaskKind::Refusal));
-                }
-            }
             Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
+                let full = core.is_full(&ctx.config);
+                if !full {
+                    let _ = stream.set_nodelay(true);
+                }
                 let stream = match io_util::into_socket(stream) {
                     Ok(stream) => stream,
                     Err(e) => {
@@ -246,6 +242,11 @@ async fn serve(ctx: WorkerContext, driver: Driver) {
                         continue;
                     }
                 };
+                if full {
+                    let task = conn::refuse_busy(stream, core.enter_refused());
+                    monoio::spawn(CatchInPlace::new(task, TaskKind::Refusal));
+                    continue;
+                }
                 let guard = core.enter(stream.as_raw_fd());
                 // Caught in place: the task holds the future itself, in one allocation.
                 let task = conn::serve_entered(
