@@ -15,9 +15,10 @@ use super::{
 };
 use crate::{ws::shared::SharedRef, ws::ClientHandle, Error};
 
+/// Whether a connection is tracked is in its state (its options say), not here: 16 bytes an
+/// entry, where a flag beside the two pointers took 24.
 struct Entry {
     shared: SharedRef,
-    tracked: bool,
     /// A boxed `Vec`, not a set: one entry per open connection (8 bytes in every slot of the
     /// registry, where a `Vec` takes 24 and a set 48, and most connections subscribe to
     /// nothing), and a connection's few topics are searched in a line anyway.
@@ -26,6 +27,10 @@ struct Entry {
 }
 
 impl Entry {
+    fn tracked(&self) -> bool {
+        self.shared.borrow().tracked()
+    }
+
     fn topics(&self) -> &[Arc<str>] {
         self.topics.as_deref().map_or(&[], Vec::as_slice)
     }
@@ -62,12 +67,12 @@ impl LocalCore {
         Clients::new(Arc::clone(&self.cluster))
     }
 
-    pub(crate) fn register(&self, id: ClientId, shared: SharedRef, tracked: bool) {
+    pub(crate) fn register(&self, id: ClientId, shared: SharedRef) {
+        let tracked = shared.borrow().tracked();
         self.entries.borrow_mut().insert(
             id,
             Entry {
                 shared,
-                tracked,
                 topics: None,
             },
         );
@@ -81,7 +86,7 @@ impl LocalCore {
         let Some(entry) = self.entries.borrow_mut().remove(&id) else {
             return;
         };
-        if entry.tracked {
+        if entry.tracked() {
             self.cluster.client_count_changed(self.index, -1);
         }
         let mut topics = self.topics.borrow_mut();
@@ -101,7 +106,7 @@ impl LocalCore {
         self.entries
             .borrow()
             .iter()
-            .filter(|(_, e)| e.tracked)
+            .filter(|(_, e)| e.tracked())
             .map(|(&id, e)| ClientHandle::new(Rc::clone(&e.shared), id))
             .collect()
     }
@@ -181,7 +186,7 @@ impl LocalCore {
             .entries
             .borrow()
             .iter()
-            .filter(|(id, e)| e.tracked && Some(**id) != except)
+            .filter(|(id, e)| e.tracked() && Some(**id) != except)
             .map(|(_, e)| Rc::clone(&e.shared))
             .collect();
         deliver(&targets, frame)

@@ -118,9 +118,9 @@ impl CoreState {
         }
     }
 
-    pub(crate) fn register_open(&self, id: ClientId, shared: SharedRef, tracked: bool) {
+    pub(crate) fn register_open(&self, id: ClientId, shared: SharedRef) {
         self.handshaking.borrow_mut().remove(&id);
-        self.local.register(id, shared, tracked);
+        self.local.register(id, shared);
     }
 
     /// Makes sure the liveness sweep runs at least every `period` (a new connection's

@@ -80,17 +80,17 @@ impl SendOptions {
 /// });
 /// ```
 pub struct WebSocket {
+    /// The connection's state, which also keeps its id.
     shared: SharedRef,
-    id: ClientId,
     core: Rc<LocalCore>,
     peer_addr: Option<SocketAddr>,
-    protocol: Option<String>,
+    protocol: Option<Box<str>>,
 }
 
 impl fmt::Debug for WebSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocket")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("peer_addr", &self.peer_addr)
             .field("phase", &self.shared.borrow().phase)
             .finish()
@@ -100,7 +100,6 @@ impl fmt::Debug for WebSocket {
 impl WebSocket {
     pub(crate) fn new(
         shared: SharedRef,
-        id: ClientId,
         peer_addr: Option<SocketAddr>,
         protocol: Option<String>,
         core: Rc<LocalCore>,
@@ -108,16 +107,15 @@ impl WebSocket {
         shared.borrow_mut().handles += 1;
         Self {
             shared,
-            id,
             core,
             peer_addr,
-            protocol,
+            protocol: protocol.map(String::into_boxed_str),
         }
     }
 
     /// The connection's id, unique on this server; it names the core that owns the connection.
     pub fn id(&self) -> ClientId {
-        self.id
+        self.shared.borrow().id
     }
 
     /// Every connection of the server, on every core.
@@ -128,17 +126,17 @@ impl WebSocket {
     /// Subscribes this connection to `topic`; returns false if it already was (or the
     /// connection is gone). Subscriptions end with the connection.
     pub fn subscribe(&self, topic: &str) -> bool {
-        self.core.subscribe(self.id, topic)
+        self.core.subscribe(self.id(), topic)
     }
 
     /// Ends a subscription; returns false if there was none.
     pub fn unsubscribe(&self, topic: &str) -> bool {
-        self.core.unsubscribe(self.id, topic)
+        self.core.unsubscribe(self.id(), topic)
     }
 
     /// The topics this connection subscribes to, sorted.
     pub fn topics(&self) -> Vec<String> {
-        self.core.topics_of(self.id)
+        self.core.topics_of(self.id())
     }
 
     /// Sends a message to every subscriber of `topic` on every core, except this connection
@@ -151,7 +149,7 @@ impl WebSocket {
     pub fn publish(&self, topic: &str, message: impl Into<Message>) -> Result<Delivery, Error> {
         self.core
             .clients()
-            .publish_except(topic, self.id, message.into())
+            .publish_except(topic, self.id(), message.into())
     }
 
     /// The peer's address (`None` for an injected connection).

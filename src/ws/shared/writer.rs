@@ -200,6 +200,7 @@ mod tests {
     use bytes::{Bytes, BytesMut};
 
     use crate::{
+        cluster::ClientId,
         proto::{encode_frame, OpCode},
         ws::shared::{Shared, WriteJob},
         WsOptions,
@@ -227,7 +228,7 @@ mod tests {
 
     #[test]
     fn shared_frames_and_the_sends_around_them_go_out_in_one_write_in_order() {
-        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let shared = Shared::new(Arc::new(WsOptions::new()), ClientId::new(0, 1));
         let mut s = shared.borrow_mut();
         s.queue_data(OpCode::Binary, Bytes::from_static(b"first"), false)
             .unwrap();
@@ -252,7 +253,7 @@ mod tests {
 
     #[test]
     fn a_large_payload_is_written_from_its_own_buffer_after_its_header() {
-        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let shared = Shared::new(Arc::new(WsOptions::new()), ClientId::new(0, 1));
         let mut s = shared.borrow_mut();
         let payload = Bytes::from(vec![7u8; 20 * 1024]);
         s.queue_data(OpCode::Binary, payload.clone(), false)
@@ -279,7 +280,7 @@ mod tests {
 
     #[test]
     fn small_payloads_are_copied_into_one_buffer() {
-        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let shared = Shared::new(Arc::new(WsOptions::new()), ClientId::new(0, 1));
         let mut s = shared.borrow_mut();
         s.queue_data(OpCode::Text, Bytes::from_static(b"one"), false)
             .unwrap();
@@ -294,7 +295,7 @@ mod tests {
 
     #[test]
     fn at_most_max_parts_chunks_go_in_one_write() {
-        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let shared = Shared::new(Arc::new(WsOptions::new()), ClientId::new(0, 1));
         let mut s = shared.borrow_mut();
         for _ in 0..MAX_PARTS + 3 {
             s.queue_shared(frame(b"z")).unwrap();
@@ -322,7 +323,7 @@ mod tests {
 
     #[test]
     fn the_writer_is_wanted_on_the_first_write_and_not_before() {
-        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let shared = Shared::new(Arc::new(WsOptions::new()), ClientId::new(0, 1));
         let (waker, wakes) = counting_waker();
         let mut s = shared.borrow_mut();
         assert_eq!(s.poll_writer_wanted(&waker), Poll::Pending);
@@ -336,18 +337,18 @@ mod tests {
 
     #[test]
     fn a_pong_owed_or_a_close_frame_wants_the_writer_and_a_termination_does_not() {
-        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let shared = Shared::new(Arc::new(WsOptions::new()), ClientId::new(0, 1));
         let (waker, _) = counting_waker();
         let mut s = shared.borrow_mut();
         s.on_ping(Bytes::from_static(b"p"));
         assert_eq!(s.poll_writer_wanted(&waker), Poll::Ready(()));
 
-        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let shared = Shared::new(Arc::new(WsOptions::new()), ClientId::new(0, 1));
         let mut s = shared.borrow_mut();
         s.close_without_code();
         assert_eq!(s.poll_writer_wanted(&waker), Poll::Ready(()));
 
-        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let shared = Shared::new(Arc::new(WsOptions::new()), ClientId::new(0, 1));
         let mut s = shared.borrow_mut();
         s.queue_data(OpCode::Text, Bytes::from_static(b"lost"), false)
             .unwrap();
@@ -357,7 +358,7 @@ mod tests {
 
     #[test]
     fn the_reader_waits_for_the_reply_and_the_write_ends_the_wait() {
-        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let shared = Shared::new(Arc::new(WsOptions::new()), ClientId::new(0, 1));
         let (waker, wakes) = counting_waker();
         let mut s = shared.borrow_mut();
         assert_eq!(s.defer_read(), None, "nothing to wait for");
@@ -381,7 +382,7 @@ mod tests {
 
     #[test]
     fn a_wait_that_outlasts_the_tick_ends_and_waits_stop_until_the_queue_drains() {
-        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let shared = Shared::new(Arc::new(WsOptions::new()), ClientId::new(0, 1));
         let (waker, wakes) = counting_waker();
         let mut s = shared.borrow_mut();
         s.queue_data(OpCode::Binary, Bytes::from(vec![1u8; 100]), false)
@@ -414,7 +415,7 @@ mod tests {
 
     #[test]
     fn a_torn_down_connection_does_not_keep_its_reader_waiting() {
-        let shared = Shared::new(Arc::new(WsOptions::new()));
+        let shared = Shared::new(Arc::new(WsOptions::new()), ClientId::new(0, 1));
         let (waker, wakes) = counting_waker();
         let mut s = shared.borrow_mut();
         s.queue_data(OpCode::Binary, Bytes::from_static(b"reply"), false)
