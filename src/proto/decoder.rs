@@ -194,6 +194,18 @@ impl Decoder {
         self.closed
     }
 
+    /// Whether the decoder is between messages: it holds nothing of a frame or a message (and
+    /// has not stopped), so a new decoder with the same configuration would decode whatever
+    /// follows the same way.
+    #[must_use]
+    pub fn is_between_messages(&self) -> bool {
+        self.partial.is_none()
+            && self.waiting_for == 0
+            && self.utf8.is_complete()
+            && !self.closed
+            && self.poisoned.is_none()
+    }
+
     /// How many bytes `buf` should hold for the next call to make progress, when known: the
     /// whole of a frame the decoder is waiting for, or the header so far plus the rest of the
     /// frame being read. 0 when any amount will do. Lets the caller size its next read so a

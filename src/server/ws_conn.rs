@@ -74,15 +74,8 @@ pub(crate) fn run<S: Conn>(
     guard: ConnGuard,
 ) -> impl Future<Output = ()> {
     let fd = stream.as_raw_fd();
-    let decoder = Decoder::new(DecoderConfig {
-        max_message_size: options.max_payload,
-        max_fragments: options.get_max_fragments(),
-        validate_utf8: !options.skip_utf8_validation,
-        allow_rsv1: deflate.is_some(),
-        ..DecoderConfig::server()
-    });
     let inbound = Inbound {
-        decoder,
+        decoder: decoder(&options, deflate.is_some()),
         inflate: deflate.as_ref().map(RecvInflate::new),
     };
     let send_deflate = deflate
@@ -160,6 +153,18 @@ pub(crate) fn run<S: Conn>(
     };
     let read = ReadPart::new(side, reading::<S>, waiting::<S>);
     Drive::new(read, handler, writer, shared, fd, guard)
+}
+
+/// A decoder of what the client sends, by the connection's options; `deflate` when
+/// permessage-deflate was agreed (its messages may then have RSV1 set).
+fn decoder(options: &WsOptions, deflate: bool) -> Decoder {
+    Decoder::new(DecoderConfig {
+        max_message_size: options.max_payload,
+        max_fragments: options.get_max_fragments(),
+        validate_utf8: !options.skip_utf8_validation,
+        allow_rsv1: deflate,
+        ..DecoderConfig::server()
+    })
 }
 
 /// What the handler's error path needs to hand a new `WebSocket` to the error handler.
@@ -470,26 +475,40 @@ fn waiting<S: Conn>(side: ReadSide<S>) -> impl Future<Output = Step<S>> {
 }
 
 /// A quiet connection's read side while it waits: all of it but the buffers, which it has
-/// let go (both are empty), and the flags that say it is quiet.
+/// let go (both are empty), the flags that say it is quiet, the size of the last read (the
+/// first read after the wait is a small one whatever it was, and sets it anew) and, between
+/// messages, the decoder.
 struct QuietSide<S: Conn> {
     reader: OwnedReadHalf<S>,
-    inbound: Inbound,
+    inbound: QuietInbound,
     shared: SharedRef,
     on_protocol_error: Option<Box<ProtocolErrorReport>>,
     read_at: Stamp,
-    last_read: usize,
+}
+
+/// The protocol state of a quiet connection. Between messages (as nearly every idle connection
+/// is) the decoder holds nothing a new one made from the options would not, so it is let go
+/// and only the decompressor, whose window may carry over, is kept: 16 bytes, where the whole
+/// state takes 72.
+enum QuietInbound {
+    Between(Option<RecvInflate>),
+    Within(Box<Inbound>),
 }
 
 impl<S: Conn> From<ReadSide<S>> for QuietSide<S> {
     fn from(side: ReadSide<S>) -> Self {
         debug_assert!(side.quiet && side.bufs.cur.is_empty());
+        let inbound = if side.inbound.decoder.is_between_messages() {
+            QuietInbound::Between(side.inbound.inflate)
+        } else {
+            QuietInbound::Within(Box::new(side.inbound))
+        };
         Self {
             reader: side.reader,
-            inbound: side.inbound,
+            inbound,
             shared: side.shared,
             on_protocol_error: side.on_protocol_error,
             read_at: side.read_at,
-            last_read: side.last_read,
         }
     }
 }
@@ -497,16 +516,23 @@ impl<S: Conn> From<ReadSide<S>> for QuietSide<S> {
 impl<S: Conn> QuietSide<S> {
     /// The socket is readable: the read side again, to read into a small buffer.
     fn readable(self) -> ReadSide<S> {
+        let inbound = match self.inbound {
+            QuietInbound::Between(inflate) => Inbound {
+                decoder: decoder(self.shared.borrow().options(), inflate.is_some()),
+                inflate,
+            },
+            QuietInbound::Within(inbound) => *inbound,
+        };
         ReadSide {
             reader: self.reader,
             bufs: ReadBufs::new(BytesMut::new()),
-            inbound: self.inbound,
+            inbound,
             shared: self.shared,
             on_protocol_error: self.on_protocol_error,
             read_at: self.read_at,
             quiet: true,
             readable: true,
-            last_read: self.last_read,
+            last_read: 0,
         }
     }
 }
@@ -856,12 +882,70 @@ mod tests {
             drop(read);
             let wait = waiting(side);
             let size = std::mem::size_of_val(&wait);
-            // The read side less its buffers, and the wait (224 here).
-            assert!(size <= 232, "the wait's future is {size} bytes");
+            // The read side less its buffers, its last read's size and (between messages) its
+            // decoder, and the wait: within the allocator's 160-byte class (224 with them).
+            assert!(size <= 160, "the wait's future is {size} bytes");
             let (stream, _peer) = monoio::net::UnixStream::pair().unwrap();
             let (reader, _writer) = stream.into_split();
             let part = ReadPart::new(read_side(reader), reading, waiting);
             assert_eq!(std::mem::size_of_val(&part), 16);
+        });
+    }
+
+    fn masked(fin: bool, opcode: crate::proto::OpCode, payload: &[u8]) -> BytesMut {
+        let mut out = BytesMut::new();
+        crate::proto::encode_frame(&mut out, fin, false, opcode, Some([1, 2, 3, 4]), payload);
+        out
+    }
+
+    #[test]
+    fn a_quiet_side_between_messages_lets_its_decoder_go_and_gets_the_options_one_back() {
+        crate::testing::run(async {
+            let (stream, _peer) = monoio::net::UnixStream::pair().unwrap();
+            let (reader, _writer) = stream.into_split();
+            let mut side = read_side(reader);
+            side.shared = Shared::new(
+                Arc::new(WsOptions::new().max_payload(300)),
+                ClientId::new(0, 1),
+            );
+            let mut buf = masked(true, crate::proto::OpCode::Text, b"hi");
+            assert_eq!(
+                side.inbound.decoder.decode(&mut buf),
+                Ok(Some(Frame::Text("hi".into())))
+            );
+            let quiet = QuietSide::from(side);
+            assert!(matches!(quiet.inbound, QuietInbound::Between(None)));
+            let mut side = quiet.readable();
+            assert_eq!(side.inbound.decoder.config().max_message_size, 300);
+            let mut buf = masked(true, crate::proto::OpCode::Binary, &[7; 301]);
+            assert_eq!(
+                side.inbound.decoder.decode(&mut buf),
+                Err(ProtocolError::MessageTooBig {
+                    size: 301,
+                    limit: 300
+                })
+            );
+        });
+    }
+
+    #[test]
+    fn a_quiet_side_within_a_message_keeps_its_decoder_and_finishes_the_message() {
+        crate::testing::run(async {
+            let (stream, _peer) = monoio::net::UnixStream::pair().unwrap();
+            let (reader, _writer) = stream.into_split();
+            let mut side = read_side(reader);
+            // The first fragment, with a code point cut in two: the rest comes after the wait.
+            let mut buf = masked(false, crate::proto::OpCode::Text, b"caf\xc3");
+            assert_eq!(side.inbound.decoder.decode(&mut buf), Ok(None));
+            assert!(buf.is_empty());
+            let quiet = QuietSide::from(side);
+            assert!(matches!(quiet.inbound, QuietInbound::Within(_)));
+            let mut side = quiet.readable();
+            let mut buf = masked(true, crate::proto::OpCode::Continuation, b"\xa9!");
+            assert_eq!(
+                side.inbound.decoder.decode(&mut buf),
+                Ok(Some(Frame::Text("caf\u{e9}!".into())))
+            );
         });
     }
 

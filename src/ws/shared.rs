@@ -378,6 +378,11 @@ impl Shared {
         })
     }
 
+    /// The connection's options.
+    pub(crate) fn options(&self) -> &Arc<WsOptions> {
+        &self.options
+    }
+
     /// Whether the connection counts among the server's clients (`client_tracking`).
     pub(crate) fn tracked(&self) -> bool {
         self.options.client_tracking
