@@ -4,7 +4,8 @@
 //! what we write (and whose messages then wait in our socket) is still read.
 //!
 //! A connection is listed once per tick at most; a wait is ended between one and two ticks
-//! after its connection was listed. One timer per core runs while the list is not empty.
+//! after its connection was listed. One timer per core runs while the list is not empty, and
+//! for `IDLE_TICKS` ticks after.
 //!
 //! Waits are for cores with few connections. Reading after the reply saves the kernel a
 //! wake-up per message (the read finds the next message instead of arming a poll for it), but
@@ -31,6 +32,11 @@ const MAX_CONNECTIONS: usize = 256;
 /// A timer that has not ticked for this long is gone (its runtime ended): start another.
 const STALE: Duration = Duration::from_millis(50);
 
+/// Ticks in a row with nothing listed after which the timer stops. Not the first: traffic
+/// that pauses for a moment (a client descheduled, a round trip over a slow link) would start
+/// a timer task, an allocation, at every pause.
+const IDLE_TICKS: u8 = 32;
+
 #[derive(Default)]
 struct Lists {
     /// Listed during the current tick.
@@ -39,6 +45,8 @@ struct Lists {
     previous: Vec<Weak<RefCell<Shared>>>,
     /// When the timer last ticked (or started); `None` while none runs.
     ticked: Option<Stamp>,
+    /// Ticks in a row that found nothing listed.
+    idle: u8,
 }
 
 thread_local! {
@@ -67,6 +75,7 @@ pub(crate) fn list(shared: &SharedRef) {
             return;
         }
         lists.ticked = Some(now);
+        lists.idle = 0;
         drop(lists);
         monoio::spawn(tick());
     });
@@ -92,9 +101,15 @@ async fn tick() {
             let mut lists = lists.borrow_mut();
             // The emptied list is the next tick's (nothing was listed meanwhile: no await).
             lists.current = expired;
-            let done = lists.previous.is_empty();
+            lists.idle = if lists.previous.is_empty() {
+                lists.idle + 1
+            } else {
+                0
+            };
+            let done = lists.idle >= IDLE_TICKS;
             if done {
                 lists.ticked = None;
+                lists.idle = 0;
             }
             done
         });

@@ -206,9 +206,12 @@ pin_project_lite::pin_project! {
         // Held until the connection is finished.
         guard: Option<ConnGuard>,
         // Polls in a row that ended with parts still woken, and the nap that follows
-        // `BUSY_POLLS` of them (boxed: only a task that keeps waking itself has one).
+        // `BUSY_POLLS` of them (boxed: only a task that keeps waking itself has one; kept
+        // once made, and set again for the next nap, so that naps allocate nothing), and
+        // whether the task is napping.
         busy: u8,
         nap: Option<Pin<Box<Sleep>>>,
+        napping: bool,
         // Whether finishing was put off once for a woken handler (see `finish_if_over`).
         put_off: bool,
     }
@@ -243,6 +246,7 @@ impl<S: Conn, R: Future<Output = ()>, H: Future<Output = ()>> Drive<S, R, H> {
             guard: Some(guard),
             busy: 0,
             nap: None,
+            napping: false,
             put_off: false,
         }
     }
@@ -330,13 +334,16 @@ impl<S: Conn, R: Future<Output = ()>, H: Future<Output = ()>> Future for Drive<S
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.wakers.0.task.get_or_init(|| cx.waker().clone());
-        if let Some(nap) = self.as_mut().project().nap.as_mut() {
+        if self.napping {
             // Napping: the parts woken meanwhile stay marked, and the task stays marked
             // scheduled, so only the timer wakes it.
-            if nap.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
+            let this = self.as_mut().project();
+            if let Some(nap) = this.nap.as_mut() {
+                if nap.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
             }
-            *self.as_mut().project().nap = None;
+            *this.napping = false;
         }
         for _ in 0..MAX_PASSES {
             let woken = self.wakers.take();
@@ -363,11 +370,17 @@ impl<S: Conn, R: Future<Output = ()>, H: Future<Output = ()>> Future for Drive<S
             return Poll::Pending;
         }
         *this.busy = 0;
-        let mut nap = Box::pin(monoio::time::sleep(NAP));
+        let nap = match this.nap {
+            Some(nap) => {
+                nap.as_mut().reset(monoio::time::Instant::now() + NAP);
+                nap
+            }
+            None => this.nap.insert(Box::pin(monoio::time::sleep(NAP))),
+        };
         if nap.as_mut().poll(cx).is_ready() {
             cx.waker().wake_by_ref();
         } else {
-            *this.nap = Some(nap);
+            *this.napping = true;
         }
         Poll::Pending
     }
