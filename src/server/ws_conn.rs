@@ -405,10 +405,18 @@ where
     FR: Fn(ReadSide<S>) -> R,
     FW: Fn(ReadSide<S>) -> W,
 {
-    /// The reader's part of a new connection: it starts in the read loop.
+    /// The reader's part of a new connection: in the read loop when the handshake's reads
+    /// brought bytes after the request, else (nearly always: a client waits for the 101)
+    /// waiting, as the read loop would after one look at its empty buffer, without making the
+    /// read loop's future (416 bytes) at every handshake to drop it at once.
     fn new(side: ReadSide<S>, reading: FR, waiting: FW) -> Self {
+        let stage = if side.bufs.cur.is_empty() {
+            Stage::Waiting(Box::pin(waiting(side)))
+        } else {
+            Stage::Reading(Box::pin(reading(side)))
+        };
         Self {
-            stage: Stage::Reading(Box::pin(reading(side))),
+            stage,
             reading,
             waiting,
             side: std::marker::PhantomData,
