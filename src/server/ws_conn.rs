@@ -204,6 +204,9 @@ fn handler_part(
         Some(error_handler) => OnError::Report(Box::new((error_handler, info))),
         None => OnError::Log(info.req.path().into()),
     };
+    // Marked before the handler's first poll, here rather than at every poll: the connection's
+    // task polls the handler before the reader on its first pass, and only the reader looks.
+    shared.borrow_mut().handler_started();
     HandlerPart {
         handler: CatchUnwind::from_box(handler(ws, req)),
         report: None,
@@ -238,9 +241,6 @@ impl Future for HandlerPart {
         if let Some(report) = &mut this.report {
             return report.as_mut().poll(cx);
         }
-        // Before the handler's first poll (later ones find it done); the reader, on this same
-        // core, looks at the flag only after that poll has finished.
-        this.shared.borrow_mut().handler_started();
         let Poll::Ready(outcome) = Pin::new(&mut this.handler).poll(cx) else {
             return Poll::Pending;
         };

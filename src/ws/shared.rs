@@ -690,12 +690,9 @@ impl Shared {
         Poll::Pending
     }
 
-    /// The handler is about to be polled: the first time, a reader waiting for it to catch up
-    /// may now look again.
+    /// The handler's task is about to be polled for the first time.
     pub(crate) fn handler_started(&mut self) {
-        if std::mem::replace(&mut self.handler_polled, true) {
-            return;
-        }
+        self.handler_polled = true;
         if let Some(w) = self.room_waker.take() {
             w.wake();
         }
