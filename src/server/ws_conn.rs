@@ -900,6 +900,7 @@ mod tests {
         });
     }
 
+    /// One frame, masked as a client sends it.
     fn masked(fin: bool, opcode: crate::proto::OpCode, payload: &[u8]) -> BytesMut {
         let mut out = BytesMut::new();
         crate::proto::encode_frame(&mut out, fin, false, opcode, Some([1, 2, 3, 4]), payload);
@@ -974,9 +975,7 @@ mod tests {
         payload: &[u8],
     ) {
         use monoio::io::AsyncWriteRentExt;
-        let mut frame = BytesMut::new();
-        crate::proto::encode_frame(&mut frame, true, false, opcode, Some([1, 2, 3, 4]), payload);
-        let (res, _) = peer.write_all(frame.to_vec()).await;
+        let (res, _) = peer.write_all(masked(true, opcode, payload).to_vec()).await;
         res.unwrap();
     }
 
