@@ -167,8 +167,9 @@ struct Args {
     window: usize,
     /// Negotiate permessage-deflate (offer `permessage-deflate; client_max_window_bits`, as
     /// browsers do); messages are sent compressed (one compression, reused: no context
-    /// takeover on our side) and echoes are inflated and checked. A server that declines fails
-    /// the handshake.
+    /// takeover on our side; broadcast: each numbered message compressed on its own) and what
+    /// comes back (echoes, deliveries) is inflated when compressed, and checked. A server that
+    /// declines fails the handshake.
     #[arg(long)]
     deflate: bool,
     /// Idle mode: every connection does one echo before the hold (so per-connection state
@@ -208,9 +209,6 @@ fn run(args: &Args) -> Result<LoadgenReport> {
         }
         if args.raw {
             bail!("broadcast mode needs a WebSocket server, not a raw echo");
-        }
-        if args.deflate {
-            bail!("broadcast mode does not take --deflate");
         }
     }
     if args.deflate && args.raw {
@@ -1006,7 +1004,18 @@ async fn publisher_loop(
 ) {
     let mut frame = work.frame.to_vec();
     let seq_at = frame.len() - work.payload.len();
-    let stamp = |frame: &mut Vec<u8>, seq: u64| {
+    let mut payload = work.payload.to_vec();
+    let mut stamp = |frame: &mut Vec<u8>, seq: u64| {
+        if work.deflate {
+            // Compressed anew for each number (a fresh context, as every message of ours).
+            payload[..8].copy_from_slice(&seq.to_be_bytes());
+            let mut f = masked_frame(
+                OP_BINARY,
+                &deflate_message(&payload).expect("deflate of a small buffer"),
+            );
+            f[0] |= RSV1;
+            return f;
+        }
         for (i, b) in seq.to_be_bytes().into_iter().enumerate() {
             frame[seq_at + i] = b ^ MASK[i & 3];
         }
@@ -1054,16 +1063,25 @@ async fn subscriber_loop(
 ) {
     let mut synced = false;
     let mut last = 0u64;
+    let mut inflater = work
+        .deflate
+        .then(|| Inflater::new(work.server_resets.get()));
     while shared.phase.get() != Phase::Done {
         let verify = state.done.get() & (VERIFY_EVERY - 1) == 0;
         let mut seq = 0;
+        let payload = work.payload;
         let res = read_until(&mut stream, &mut rbuf, false, |b| {
-            let (used, s) = match parse_message_with_seq(b, work.payload, verify)? {
-                Some(x) => x,
-                None => return Ok(None),
+            let found = match &mut inflater {
+                Some(inflater) => match inflater.message(b, payload.len())? {
+                    Some((used, got)) => Some((used, published_seq(got, payload, verify)?)),
+                    None => None,
+                },
+                None => parse_message_with_seq(b, payload, verify)?,
             };
-            seq = s;
-            Ok(Some(used))
+            Ok(found.map(|(used, s)| {
+                seq = s;
+                used
+            }))
         })
         .await;
         match res {
@@ -1150,13 +1168,8 @@ fn parse_message_with_seq(
                 if buf.len() < end {
                     return Ok(None);
                 }
-                let payload = &buf[off + h.header_len..end];
-                if verify && payload[8..] != expected[8..] {
-                    return Err("delivered payload differs from what was published".into());
-                }
-                let mut be = [0u8; 8];
-                be.copy_from_slice(&payload[..8]);
-                return Ok(Some((end, u64::from_be_bytes(be))));
+                let seq = published_seq(&buf[off + h.header_len..end], expected, verify)?;
+                return Ok(Some((end, seq)));
             }
             OP_CLOSE => return Err("server closed a subscriber".into()),
             op => return Err(format!("unexpected frame (opcode {op:#x}, fin {})", h.fin)),
@@ -1166,6 +1179,24 @@ fn parse_message_with_seq(
         }
         off = end;
     }
+}
+
+/// The sequence number of a delivered broadcast message (its first 8 bytes, big-endian),
+/// after checking it is the published payload (`verify`: byte for byte past the number).
+fn published_seq(payload: &[u8], expected: &[u8], verify: bool) -> Result<u64, String> {
+    if payload.len() != expected.len() {
+        return Err(format!(
+            "message carries {} bytes, {} were published",
+            payload.len(),
+            expected.len()
+        ));
+    }
+    if verify && payload[8..] != expected[8..] {
+        return Err("delivered payload differs from what was published".into());
+    }
+    let mut be = [0u8; 8];
+    be.copy_from_slice(&payload[..8]);
+    Ok(u64::from_be_bytes(be))
 }
 
 /// Reads into `rbuf` until `parse` finds a complete unit, returning how many bytes it used.
@@ -1490,7 +1521,7 @@ fn deflate_message(payload: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The permessage-deflate side of one connection: inflates echoes.
+/// The permessage-deflate side of one connection: inflates what the server sends.
 struct Inflater {
     d: flate2::Decompress,
     /// The server resets its context per message (`server_no_context_takeover`).
@@ -1517,6 +1548,26 @@ impl Inflater {
         expected: &[u8],
         verify: bool,
     ) -> Result<Option<usize>, String> {
+        let Some((end, got)) = self.message(buf, expected.len())? else {
+            return Ok(None);
+        };
+        if got.len() != expected.len() {
+            return Err(format!(
+                "echo carries {} bytes, {} were sent",
+                got.len(),
+                expected.len()
+            ));
+        }
+        if verify && got != expected {
+            return Err("echoed payload differs from what was sent".into());
+        }
+        Ok(Some(end))
+    }
+
+    /// The first binary message in `buf` (pings and pongs before it skipped), inflated if it
+    /// came compressed, and the bytes it took; `None` while it is incomplete. `expected` is
+    /// the length it should have: far longer is an error before it is all read or inflated.
+    fn message(&mut self, buf: &[u8], expected: usize) -> Result<Option<(usize, &[u8])>, String> {
         let mut off = 0;
         let mut started = false;
         let mut compressed = false;
@@ -1536,7 +1587,7 @@ impl Inflater {
                     compressed = h.rsv1;
                 }
                 OP_CONT if started && !h.rsv1 => {}
-                OP_CLOSE => return Err("server sent close instead of the echo".into()),
+                OP_CLOSE => return Err("server sent close instead of a message".into()),
                 op => {
                     return Err(format!(
                         "unexpected frame (opcode {op:#x}, rsv1 {})",
@@ -1550,27 +1601,15 @@ impl Inflater {
             if h.opcode == OP_BINARY || h.opcode == OP_CONT {
                 self.compressed
                     .extend_from_slice(&buf[off + h.header_len..end]);
-                if self.compressed.len() > 2 * expected.len() + 1024 {
-                    return Err("echo is far longer than what was sent".into());
+                if self.compressed.len() > 2 * expected + 1024 {
+                    return Err("message is far longer than what was sent".into());
                 }
                 if h.fin {
-                    let got: &[u8] = if compressed {
-                        self.inflate(expected.len())?;
-                        &self.out
-                    } else {
-                        &self.compressed
-                    };
-                    if got.len() != expected.len() {
-                        return Err(format!(
-                            "echo carries {} bytes, {} were sent",
-                            got.len(),
-                            expected.len()
-                        ));
+                    if compressed {
+                        self.inflate(expected)?;
+                        return Ok(Some((end, &self.out)));
                     }
-                    if verify && got != expected {
-                        return Err("echoed payload differs from what was sent".into());
-                    }
-                    return Ok(Some(end));
+                    return Ok(Some((end, &self.compressed)));
                 }
             }
             off = end;
@@ -1592,13 +1631,13 @@ impl Inflater {
                     &mut self.out,
                     FlushDecompress::Sync,
                 )
-                .map_err(|e| format!("inflating the echo: {e}"))?;
+                .map_err(|e| format!("inflating a message: {e}"))?;
             let used = (self.d.total_in() - start) as usize;
             if used == self.compressed.len() && self.out.len() < self.out.capacity() {
                 break;
             }
             if self.out.len() > expected + 1024 {
-                return Err("echo inflates past what was sent".into());
+                return Err("message inflates past what was sent".into());
             }
             if self.out.len() == before && used == self.compressed.len() {
                 break;
@@ -1711,5 +1750,84 @@ fn print_human(r: &LoadgenReport) {
         }
     } else {
         println!("  errors: 0");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A final frame as a server sends it (unmasked), RSV1 set when `compressed`.
+    fn server_frame(opcode: u8, compressed: bool, payload: &[u8]) -> Vec<u8> {
+        let mut f = masked_frame(opcode, payload);
+        // Unmask: drop the key and undo it on the payload.
+        let at = f.len() - payload.len();
+        f[1] &= 0x7f;
+        f.drain(at - 4..at);
+        f[at - 4..].copy_from_slice(payload);
+        if compressed {
+            f[0] |= RSV1;
+        }
+        f
+    }
+
+    fn numbered(seq: u64, size: usize) -> Vec<u8> {
+        let mut p = make_payload(size);
+        p[..8].copy_from_slice(&seq.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn a_compressed_delivery_inflates_to_its_number() {
+        let expected = make_payload(1024);
+        let mut buf = server_frame(OP_PING, false, b"hi");
+        buf.extend(server_frame(
+            OP_BINARY,
+            true,
+            &deflate_message(&numbered(41, 1024)).unwrap(),
+        ));
+        let mut inflater = Inflater::new(false);
+        for cut in [0, 3, buf.len() - 1] {
+            assert_eq!(inflater.message(&buf[..cut], 1024).unwrap(), None);
+        }
+        let (used, got) = inflater.message(&buf, 1024).unwrap().unwrap();
+        assert_eq!(used, buf.len());
+        assert_eq!(published_seq(got, &expected, true), Ok(41));
+    }
+
+    #[test]
+    fn a_plain_delivery_on_a_deflate_connection_is_read_as_is() {
+        let expected = make_payload(20);
+        let buf = server_frame(OP_BINARY, false, &numbered(7, 20));
+        let mut inflater = Inflater::new(true);
+        let (used, got) = inflater.message(&buf, 20).unwrap().unwrap();
+        assert_eq!(used, buf.len());
+        assert_eq!(published_seq(got, &expected, true), Ok(7));
+    }
+
+    #[test]
+    fn a_delivery_that_differs_from_what_was_published_is_an_error() {
+        let expected = make_payload(20);
+        let mut other = numbered(3, 20);
+        other[19] ^= 1;
+        assert_eq!(
+            published_seq(&other, &expected, true),
+            Err("delivered payload differs from what was published".to_string())
+        );
+        // Not checked byte for byte between verifications; the length always is.
+        assert_eq!(published_seq(&other, &expected, false), Ok(3));
+        assert_eq!(
+            published_seq(&other[..19], &expected, false),
+            Err("message carries 19 bytes, 20 were published".to_string())
+        );
+    }
+
+    #[test]
+    fn a_close_instead_of_a_delivery_is_an_error() {
+        let buf = server_frame(OP_CLOSE, false, &1000u16.to_be_bytes());
+        assert_eq!(
+            Inflater::new(false).message(&buf, 20),
+            Err("server sent close instead of a message".to_string())
+        );
     }
 }
