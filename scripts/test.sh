@@ -48,8 +48,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet --all-features
 step "cargo test (io_uring)"
 run_tests cargo test --all-targets
 run_tests cargo test --doc
-# The benchmark crate's own tests (report rendering, the raw handshake of its peers, the load generator's parsing): the
-# workspace root is a package, so a plain `cargo test` leaves the other members out.
+# The benchmark crate's own tests (report rendering, the raw handshake of its peers, the load
+# generator's parsing): the workspace root is a package, so a plain `cargo test` leaves the
+# other members out.
 run_tests cargo test -p ringsocket-bench
 
 step "cargo test (epoll: MONOIO_FORCE_LEGACY_DRIVER=1)"
