@@ -387,3 +387,162 @@ fn crate_client_speaks_deflate_in_both_modes() {
         server.wait();
     }
 }
+
+/// A room on `/`: every connection subscribes to `room` and is told `ready`; a text starting
+/// with `echo:` comes back to its sender (its own send), anything else is published to the
+/// others.
+fn room_server(mode: DeflateMode) -> ringsocket::ServerHandle {
+    let app = ringsocket::App::builder()
+        .websocket(deflate_options(mode))
+        .ws("/", |mut ws, _req| async move {
+            ws.subscribe("room");
+            if ws.send(Message::text("ready")).await.is_err() {
+                return;
+            }
+            while let Some(Ok(message)) = ws.recv().await {
+                let echo = match &message {
+                    Message::Text(t) => t.as_str().strip_prefix("echo:").map(str::to_owned),
+                    Message::Close(_) => break,
+                    _ => None,
+                };
+                let sent = match echo {
+                    Some(rest) => ws.send(Message::text(rest)).await,
+                    None => ws.publish("room", message).map(drop),
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    ringsocket::Server::new(app)
+        .workers(2)
+        .listen("127.0.0.1:0")
+        .unwrap()
+}
+
+fn joined(addr: std::net::SocketAddr, offer: Option<&str>) -> Raw {
+    let mut ws = Raw::connect(addr, offer);
+    assert_eq!(
+        ws.frame(),
+        Frame {
+            b0: 0x81,
+            payload: b"ready".to_vec()
+        }
+    );
+    ws
+}
+
+/// Text whose repeats lie 1,600 bytes apart: a compressor with a 1 KiB window cannot refer
+/// back to them, and a decompressor with one fails on data that does.
+fn far_repeats() -> Vec<u8> {
+    let block = letters(12_345, 700);
+    let mut message = block.clone();
+    message.extend(text(900));
+    message.extend(&block);
+    message
+}
+
+/// `len` random lowercase letters (with nothing repeated, level 1 does not compress them).
+fn letters(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            b'a' + (x >> 16) as u8 % 26
+        })
+        .collect()
+}
+
+#[test]
+fn published_messages_are_compressed_for_each_recipient_as_its_own_sends() {
+    let server = room_server(DeflateMode::Shared);
+    let addr = server.local_addr();
+    let mut publisher = joined(addr, None);
+    let mut plain = joined(addr, None);
+    let mut browsers = [
+        joined(addr, Some(BROWSER_OFFER)),
+        joined(addr, Some(BROWSER_OFFER)),
+    ];
+    let mut small = joined(addr, Some("permessage-deflate; server_max_window_bits=10"));
+    assert_eq!(
+        small.extensions().as_deref(),
+        Some("permessage-deflate; server_no_context_takeover; server_max_window_bits=10")
+    );
+
+    let message = far_repeats();
+    publisher.send(&masked(0x81, &message));
+    assert_eq!(
+        plain.frame(),
+        Frame {
+            b0: 0x81,
+            payload: message.clone()
+        }
+    );
+    let [first, second] = browsers.each_mut().map(Raw::frame);
+    assert_eq!((first.b0, second.b0), (0xC1, 0xC1));
+    // Compressed once for both (the same window): the same bytes.
+    assert_eq!(first.payload, second.payload);
+    assert!(first.payload.len() < message.len() * 3 / 4);
+    let mut d = Decompress::new_with_window_bits(false, 15);
+    assert_eq!(inflate(&mut d, &first.payload), message);
+    // Its own window: a 10-bit decompressor inflates it.
+    let narrow = small.frame();
+    assert_eq!(narrow.b0, 0xC1);
+    assert_ne!(narrow.payload, first.payload);
+    let mut d = Decompress::new_with_window_bits(false, 10);
+    assert_eq!(inflate(&mut d, &narrow.payload), message);
+
+    // Under the threshold (16 bytes), binary: plain for everyone.
+    publisher.send(&masked(0x82, b"tiny"));
+    let [first, second] = &mut browsers;
+    for ws in [&mut plain, first, second, &mut small] {
+        assert_eq!(
+            ws.frame(),
+            Frame {
+                b0: 0x82,
+                payload: b"tiny".to_vec()
+            }
+        );
+    }
+    drop((publisher, plain, browsers, small));
+    server.shutdown();
+    server.wait();
+}
+
+#[test]
+fn with_context_takeover_a_published_message_goes_through_the_connections_compressor() {
+    let server = room_server(DeflateMode::Dedicated);
+    let addr = server.local_addr();
+    let mut publisher = joined(addr, None);
+    let mut member = joined(addr, Some(BROWSER_OFFER));
+    assert_eq!(member.extensions().as_deref(), Some("permessage-deflate"));
+    // The client keeps one decompressor throughout, as the server keeps its context.
+    let mut d = Decompress::new_with_window_bits(false, 15);
+    // Repeats within it so that zlib's fastest level (static codes) compresses it at all.
+    let own = letters(777, 300).repeat(4);
+    let echo = |member: &mut Raw, d: &mut Decompress| {
+        member.send(&masked(0x81, &[b"echo:".as_slice(), &own].concat()));
+        let frame = member.frame();
+        assert_eq!(frame.b0, 0xC1);
+        assert_eq!(inflate(d, &frame.payload), own);
+        frame.payload.len()
+    };
+    let first = echo(&mut member, &mut d);
+    // A published message between two of its own: were it compressed apart from the
+    // connection's context, the next echo (which refers back past it) would inflate wrong.
+    let published = far_repeats();
+    publisher.send(&masked(0x81, &published));
+    let frame = member.frame();
+    assert_eq!(frame.b0, 0xC1);
+    assert_eq!(inflate(&mut d, &frame.payload), published);
+    let again = echo(&mut member, &mut d);
+    assert!(
+        again < first / 4,
+        "{again} bytes after {first}: the context was kept"
+    );
+    drop((publisher, member));
+    server.shutdown();
+    server.wait();
+}

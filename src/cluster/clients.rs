@@ -394,7 +394,9 @@ impl Clients {
     }
 
     /// Sends a message to every tracked connection on every core. Encoded once; every
-    /// recipient writes the same bytes.
+    /// recipient writes the same bytes, except that with permessage-deflate it is compressed
+    /// for each as that connection's own sends are: once per core and window size for those
+    /// without context takeover (the shared mode), by its own compressor otherwise.
     ///
     /// # Errors
     ///

@@ -13,7 +13,10 @@ use super::{
     clients::{Cluster, CoreMsg},
     ClientId, Clients,
 };
-use crate::{ws::shared::SharedRef, ws::ClientHandle, Error};
+use crate::{
+    ws::{fanout::Fanout, shared::SharedRef, ClientHandle},
+    Error,
+};
 
 /// Whether a connection is tracked is in its state (its options say), not here: 16 bytes an
 /// entry, where a flag beside the two pointers took 24.
@@ -212,7 +215,7 @@ impl LocalCore {
     pub(crate) fn send_to(&self, id: ClientId, frame: Bytes) -> Result<(), Error> {
         let shared = self.entries.borrow().get(&id).map(|e| Rc::clone(&e.shared));
         match shared {
-            Some(shared) => shared.borrow_mut().queue_shared(frame),
+            Some(shared) => Fanout::new(frame).deliver(&mut shared.borrow_mut()),
             None => Err(Error::UnknownClient(id)),
         }
     }
@@ -254,9 +257,12 @@ impl LocalCore {
     }
 }
 
+/// Queues `frame` on each target (compressed for those with permessage-deflate, once per
+/// window size: see [`Fanout`]); returns how many accepted it.
 fn deliver(targets: &[SharedRef], frame: &Bytes) -> usize {
+    let mut fanout = Fanout::new(frame.clone());
     targets
         .iter()
-        .filter(|shared| shared.borrow_mut().queue_shared(frame.clone()).is_ok())
+        .filter(|shared| fanout.deliver(&mut shared.borrow_mut()).is_ok())
         .count()
 }

@@ -16,6 +16,8 @@ use crate::proto::{
     encode_frame, OpCode, ProtocolError,
 };
 
+use super::fanout::FanoutEncoding;
+
 /// Where the server's compressor lives ([`PerMessageDeflate::mode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -40,8 +42,10 @@ pub enum DeflateMode {
 /// others (101 without the extension) rather than accept and ignore a parameter: for example
 /// an offer that needs an 8-bit window, which zlib cannot produce, is declined.
 ///
-/// Broadcast and publish frames are encoded once for all recipients and are sent
-/// uncompressed, as RFC 7692 allows for any message.
+/// Broadcasts, publishes and sends by id are compressed for each recipient as its own sends
+/// are (threshold, mode). In the shared mode a message to many connections is compressed
+/// once per core and window size, and every recipient gets the same frame; with
+/// [`DeflateMode::Dedicated`] each connection's own compressor takes it, once per recipient.
 ///
 /// ```
 /// use ringsocket::{DeflateMode, PerMessageDeflate, WsOptions};
@@ -234,6 +238,20 @@ impl SendDeflate {
         compress && len >= self.threshold.max(1)
     }
 
+    /// How a message of `len` bytes delivered to many connections is encoded for this one.
+    pub(crate) fn fanout_encoding(&self, len: usize) -> FanoutEncoding {
+        if !self.would_compress(len, true) {
+            FanoutEncoding::Plain
+        } else if self.takeover {
+            FanoutEncoding::Own
+        } else {
+            FanoutEncoding::Shared {
+                window_bits: self.window_bits,
+                level: self.level,
+            }
+        }
+    }
+
     /// Appends `payload` to `out` as one frame: compressed (RSV1 set) when `compress` allows,
     /// it reaches the threshold and it gets smaller, plain otherwise.
     pub(crate) fn encode(
@@ -271,6 +289,35 @@ impl SendDeflate {
             }
         });
     }
+}
+
+/// `payload` as one compressed frame (RSV1 set) by the core's compressor for `window_bits`
+/// and `level`, which resets for every message: what [`SendDeflate::encode`] makes for any
+/// connection without context takeover that agreed to that window. `None` when compressing
+/// does not make it smaller.
+pub(crate) fn compress_frame(
+    window_bits: u8,
+    level: u32,
+    opcode: OpCode,
+    payload: &[u8],
+) -> Option<Bytes> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let CorePool {
+            deflaters, scratch, ..
+        } = &mut *pool;
+        scratch.clear();
+        let done = shared_deflater(deflaters, window_bits, level).compress(payload, scratch);
+        let frame = done.then(|| {
+            let mut out = BytesMut::with_capacity(scratch.len() + 10);
+            encode_frame(&mut out, true, true, opcode, None, scratch);
+            out.freeze()
+        });
+        if scratch.capacity() > SCRATCH_KEEP {
+            *scratch = Vec::new();
+        }
+        frame
+    })
 }
 
 fn shared_deflater(

@@ -7,6 +7,7 @@
 
 mod client_handle;
 pub(crate) mod deflate;
+pub(crate) mod fanout;
 mod message;
 pub(crate) mod options;
 pub(crate) mod shared;

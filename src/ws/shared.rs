@@ -18,7 +18,10 @@ use bytes::{Bytes, BytesMut};
 use crate::{
     cluster::ClientId,
     proto::{encode_frame, CloseFrame, FrameHeader, OpCode, ProtocolError},
-    ws::{deflate::SendDeflate, options::BackpressurePolicy, Message, WsOptions},
+    ws::{
+        deflate::SendDeflate, fanout::FanoutEncoding, options::BackpressurePolicy, Message,
+        WsOptions,
+    },
 };
 
 /// How a connection ended, for logs and for the close hooks.
@@ -571,6 +574,15 @@ impl Shared {
         self.tally.accepted += 1;
         self.wake_writer();
         Ok(())
+    }
+
+    /// How a message of `len` bytes delivered to many connections is encoded for this one
+    /// (see [`Fanout`](super::fanout::Fanout)).
+    pub(crate) fn fanout_encoding(&self, len: usize) -> FanoutEncoding {
+        match self.tx.as_ref().and_then(|tx| tx.deflate.as_ref()) {
+            Some(deflate) => deflate.fanout_encoding(len),
+            None => FanoutEncoding::Plain,
+        }
     }
 
     /// Bytes queued or being written, not yet handed to the kernel (`ws`'s `bufferedAmount`;

@@ -140,7 +140,9 @@ impl WebSocket {
     }
 
     /// Sends a message to every subscriber of `topic` on every core, except this connection
-    /// (uWebSockets' `ws.publish`). Encoded once for all recipients.
+    /// (uWebSockets' `ws.publish`). Encoded once for all recipients; with permessage-deflate,
+    /// compressed for each as its own sends are (once per core and window size in the shared
+    /// mode).
     ///
     /// # Errors
     ///
