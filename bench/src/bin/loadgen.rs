@@ -1072,10 +1072,16 @@ async fn subscriber_loop(
         let payload = work.payload;
         let res = read_until(&mut stream, &mut rbuf, false, |b| {
             let found = match &mut inflater {
-                Some(inflater) => match inflater.message(b, payload.len())? {
-                    Some((used, got)) => Some((used, published_seq(got, payload, verify)?)),
-                    None => None,
-                },
+                // Unverified, only the number is needed (see `Inflater::message`).
+                Some(inflater) => {
+                    match inflater.message(b, payload.len(), (!verify).then_some(8))? {
+                        Some((used, got)) if !verify && got.len() == 8 && payload.len() > 8 => {
+                            Some((used, seq_of(got)))
+                        }
+                        Some((used, got)) => Some((used, published_seq(got, payload, verify)?)),
+                        None => None,
+                    }
+                }
                 None => parse_message_with_seq(b, payload, verify)?,
             };
             Ok(found.map(|(used, s)| {
@@ -1194,9 +1200,14 @@ fn published_seq(payload: &[u8], expected: &[u8], verify: bool) -> Result<u64, S
     if verify && payload[8..] != expected[8..] {
         return Err("delivered payload differs from what was published".into());
     }
+    Ok(seq_of(payload))
+}
+
+/// The big-endian number in the first 8 bytes of `payload`.
+fn seq_of(payload: &[u8]) -> u64 {
     let mut be = [0u8; 8];
     be.copy_from_slice(&payload[..8]);
-    Ok(u64::from_be_bytes(be))
+    u64::from_be_bytes(be)
 }
 
 /// Reads into `rbuf` until `parse` finds a complete unit, returning how many bytes it used.
@@ -1548,7 +1559,7 @@ impl Inflater {
         expected: &[u8],
         verify: bool,
     ) -> Result<Option<usize>, String> {
-        let Some((end, got)) = self.message(buf, expected.len())? else {
+        let Some((end, got)) = self.message(buf, expected.len(), None)? else {
             return Ok(None);
         };
         if got.len() != expected.len() {
@@ -1567,7 +1578,19 @@ impl Inflater {
     /// The first binary message in `buf` (pings and pongs before it skipped), inflated if it
     /// came compressed, and the bytes it took; `None` while it is incomplete. `expected` is
     /// the length it should have: far longer is an error before it is all read or inflated.
-    fn message(&mut self, buf: &[u8], expected: usize) -> Result<Option<(usize, &[u8])>, String> {
+    ///
+    /// `prefix`: only that many leading bytes are wanted. A compressed message from a server
+    /// that resets its context for every message is then inflated no further (the rest
+    /// affects no later message), and only they are returned (fewer if the message is
+    /// shorter); anything else is returned whole. A subscriber that checks every delivery's
+    /// number but its bytes only now and then would otherwise spend most of its time
+    /// inflating.
+    fn message(
+        &mut self,
+        buf: &[u8],
+        expected: usize,
+        prefix: Option<usize>,
+    ) -> Result<Option<(usize, &[u8])>, String> {
         let mut off = 0;
         let mut started = false;
         let mut compressed = false;
@@ -1606,7 +1629,10 @@ impl Inflater {
                 }
                 if h.fin {
                     if compressed {
-                        self.inflate(expected)?;
+                        match prefix.filter(|_| self.reset_each) {
+                            Some(n) => self.inflate_prefix(n)?,
+                            None => self.inflate(expected)?,
+                        }
                         return Ok(Some((end, &self.out)));
                     }
                     return Ok(Some((end, &self.compressed)));
@@ -1614,6 +1640,36 @@ impl Inflater {
             }
             off = end;
         }
+    }
+
+    /// The first `n` bytes of the message in `compressed` into `out`, the decompressor reset
+    /// after (only for a server that resets its own context every message).
+    fn inflate_prefix(&mut self, n: usize) -> Result<(), String> {
+        use flate2::FlushDecompress;
+        self.compressed.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        self.out.clear();
+        self.out.resize(n, 0);
+        let mut filled = 0;
+        let start = self.d.total_in();
+        while filled < n {
+            let (in_before, out_before) = (self.d.total_in(), self.d.total_out());
+            let used = (in_before - start) as usize;
+            self.d
+                .decompress(
+                    &self.compressed[used..],
+                    &mut self.out[filled..],
+                    FlushDecompress::Sync,
+                )
+                .map_err(|e| format!("inflating a message: {e}"))?;
+            filled += (self.d.total_out() - out_before) as usize;
+            if self.d.total_in() == in_before && self.d.total_out() == out_before {
+                // Shorter than `n`: all of it is there.
+                break;
+            }
+        }
+        self.out.truncate(filled);
+        self.d.reset(false);
+        Ok(())
     }
 
     fn inflate(&mut self, expected: usize) -> Result<(), String> {
@@ -1788,11 +1844,43 @@ mod tests {
         ));
         let mut inflater = Inflater::new(false);
         for cut in [0, 3, buf.len() - 1] {
-            assert_eq!(inflater.message(&buf[..cut], 1024).unwrap(), None);
+            assert_eq!(inflater.message(&buf[..cut], 1024, None).unwrap(), None);
         }
-        let (used, got) = inflater.message(&buf, 1024).unwrap().unwrap();
+        let (used, got) = inflater.message(&buf, 1024, None).unwrap().unwrap();
         assert_eq!(used, buf.len());
         assert_eq!(published_seq(got, &expected, true), Ok(41));
+    }
+
+    #[test]
+    fn from_a_server_that_resets_only_the_number_is_inflated_when_asked() {
+        let expected = make_payload(1024);
+        let frames: Vec<Vec<u8>> = [5, 6]
+            .map(|seq| {
+                server_frame(
+                    OP_BINARY,
+                    true,
+                    &deflate_message(&numbered(seq, 1024)).unwrap(),
+                )
+            })
+            .into();
+        let mut inflater = Inflater::new(true);
+        let (used, got) = inflater
+            .message(&frames[0], 1024, Some(8))
+            .unwrap()
+            .unwrap();
+        assert_eq!((used, got), (frames[0].len(), &5u64.to_be_bytes()[..]));
+        // The next one inflates whole from a fresh context, as the server compressed it.
+        let (_, got) = inflater
+            .message(&frames[1], 1024, Some(8))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, 6u64.to_be_bytes());
+        let (_, got) = inflater.message(&frames[1], 1024, None).unwrap().unwrap();
+        assert_eq!(published_seq(got, &expected, true), Ok(6));
+        // A server that keeps its context: always inflated whole.
+        let mut keeping = Inflater::new(false);
+        let (_, got) = keeping.message(&frames[0], 1024, Some(8)).unwrap().unwrap();
+        assert_eq!(published_seq(got, &expected, true), Ok(5));
     }
 
     #[test]
@@ -1800,7 +1888,7 @@ mod tests {
         let expected = make_payload(20);
         let buf = server_frame(OP_BINARY, false, &numbered(7, 20));
         let mut inflater = Inflater::new(true);
-        let (used, got) = inflater.message(&buf, 20).unwrap().unwrap();
+        let (used, got) = inflater.message(&buf, 20, Some(8)).unwrap().unwrap();
         assert_eq!(used, buf.len());
         assert_eq!(published_seq(got, &expected, true), Ok(7));
     }
@@ -1826,7 +1914,7 @@ mod tests {
     fn a_close_instead_of_a_delivery_is_an_error() {
         let buf = server_frame(OP_CLOSE, false, &1000u16.to_be_bytes());
         assert_eq!(
-            Inflater::new(false).message(&buf, 20),
+            Inflater::new(false).message(&buf, 20, None),
             Err("server sent close instead of a message".to_string())
         );
     }
