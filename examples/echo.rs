@@ -1,4 +1,6 @@
-//! Echo server: every message comes back unchanged (text as text, binary as binary).
+//! Echo server: every message comes back unchanged (text as text, binary as binary). On
+//! `/broadcast`, every message goes to every connection on `/broadcast`, the sender included
+//! (a topic published through `Clients`: with permessage-deflate, fan-out compression).
 //!
 //! ```text
 //! cargo run --release --example echo -- --port 9001 --workers 2 --max-payload 16777216
@@ -15,6 +17,9 @@
 use ringsocket::{App, DeflateMode, PerMessageDeflate, WsOptions};
 
 mod support;
+
+/// The topic of the `/broadcast` route.
+const BROADCAST: &str = "broadcast";
 
 fn main() {
     support::init_logging();
@@ -37,6 +42,15 @@ fn main() {
         .ws("/", |mut ws, _req| async move {
             while let Some(Ok(message)) = ws.recv().await {
                 if message.is_close() || ws.send(message).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .ws("/broadcast", |mut ws, _req| async move {
+            ws.subscribe(BROADCAST);
+            let clients = ws.clients();
+            while let Some(Ok(message)) = ws.recv().await {
+                if message.is_close() || clients.publish(BROADCAST, message).is_err() {
                     break;
                 }
             }

@@ -2,7 +2,8 @@
 # permessage-deflate against three real, independent clients: Python `websockets` (PyPI),
 # Node `ws` (npm) and headless Chromium (Debian's, driven by playwright-core). Each must
 # negotiate permessage-deflate with `echo --deflate` and with `echo --deflate-dedicated`, and
-# round-trip text and binary messages of 0 B, 1 KiB and 1 MiB (tests/interop/).
+# round-trip text and binary messages of 0 B, 1 KiB and 1 MiB, and of 1 KiB and 1 MiB through
+# the example's /broadcast fan-out (tests/interop/).
 # Installs what it needs: npm ci in tests/interop, a Python venv in tests/interop/.venv; the
 # Debian packages (chromium, python3-venv) come from scripts/setup.sh. A missing tool fails.
 # Usage: scripts/interop.sh

@@ -1,6 +1,7 @@
 """Python `websockets` against `echo --deflate`: negotiates permessage-deflate (the client's
-default), round-trips text and binary of 0 B, 1 KiB and 1 MiB, and checks the server's
-Sec-WebSocket-Extensions answer.
+default), round-trips text and binary of 0 B, 1 KiB and 1 MiB, then those of 1 KiB and 1 MiB
+through `/broadcast` (the server's fan-out), and checks the server's Sec-WebSocket-Extensions
+answer.
 
 Usage: python python_client.py ws://127.0.0.1:PORT/
 """
@@ -68,7 +69,23 @@ def main():
         ws.close(1000, "done")
         if ws.close_code != 1000:
             fail(f"closed with {ws.close_code}")
-    print(f"python client: OK: {checked} messages, extensions {extensions!r}")
+    # The same through the server's fan-out (a topic the connection itself is on).
+    with connect(url + "broadcast", compression="deflate", max_size=4 << 20,
+                 open_timeout=10) as ws:
+        if not ws.response.headers.get("Sec-WebSocket-Extensions", "").startswith(
+                "permessage-deflate"):
+            fail("/broadcast: permessage-deflate not negotiated")
+        for size in SIZES[1:]:
+            for sent in (text(size), binary(size)):
+                ws.send(sent)
+                got = ws.recv(timeout=10)
+                if type(got) is not type(sent) or got != sent:
+                    fail(f"broadcast {type(sent).__name__} of {size} bytes: differs")
+                checked += 1
+        ws.close(1000, "done")
+        if ws.close_code != 1000:
+            fail(f"/broadcast closed with {ws.close_code}")
+    print(f"python client: OK: {checked} messages (echo and broadcast), extensions {extensions!r}")
 
 
 if __name__ == "__main__":

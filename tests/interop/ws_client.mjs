@@ -1,5 +1,6 @@
 // Node `ws` against `echo --deflate`: negotiates permessage-deflate (ws offers it by default),
-// round-trips text and binary of 0 B, 1 KiB and 1 MiB, and checks the server compressed them.
+// round-trips text and binary of 0 B, 1 KiB and 1 MiB, then those of 1 KiB and 1 MiB through
+// `/broadcast` (the server's fan-out), and checks the server compressed them.
 // Usage: node ws_client.mjs ws://127.0.0.1:PORT/
 import WebSocket from 'ws';
 import { SIZES, binary, text } from './payloads.mjs';
@@ -50,4 +51,33 @@ for (const size of SIZES) {
 ws.close(1000, 'done');
 const [code] = await new Promise((resolve) => ws.once('close', (...a) => resolve(a)));
 if (code !== 1000) fail(`closed with ${code}`);
-console.log(`ws client: OK: ${checked} messages, extensions "${answered}"`);
+
+// The same through the server's fan-out (a topic the connection itself is on), which
+// compresses once for all recipients.
+const fan = new WebSocket(`${url}broadcast`, { perMessageDeflate: true, maxPayload: 4 << 20 });
+await new Promise((resolve, reject) => {
+  fan.once('open', resolve);
+  fan.once('error', reject);
+}).catch((e) => fail(`connect to /broadcast: ${e.message}`));
+if (fan.extensions !== 'permessage-deflate') fail('/broadcast: permessage-deflate not negotiated');
+const fanned = [];
+fan.on('message', (data, isBinary) => fanned.push({ data, isBinary }));
+for (const size of SIZES.filter((s) => s > 0)) {
+  for (const kind of ['text', 'binary']) {
+    const sent = kind === 'text' ? text(size) : binary(size);
+    const before = fan._socket.bytesRead;
+    fan.send(sent, { binary: kind === 'binary' });
+    while (!fanned.length) await new Promise((r) => setTimeout(r, 1));
+    const { data, isBinary } = fanned.shift();
+    const wire = fan._socket.bytesRead - before;
+    const expected = kind === 'text' ? Buffer.from(sent, 'utf8') : Buffer.from(sent);
+    if (isBinary !== (kind === 'binary')) fail(`broadcast ${kind} ${size}: came as ${isBinary ? 'binary' : 'text'}`);
+    if (!Buffer.from(data).equals(expected)) fail(`broadcast ${kind} ${size}: differs (${data.length} bytes)`);
+    if (size === 1 << 20 && wire >= size * 0.5) fail(`broadcast ${kind} ${size}: ${wire} bytes on the wire, not compressed`);
+    checked++;
+  }
+}
+fan.close(1000, 'done');
+const [fanCode] = await new Promise((resolve) => fan.once('close', (...a) => resolve(a)));
+if (fanCode !== 1000) fail(`/broadcast closed with ${fanCode}`);
+console.log(`ws client: OK: ${checked} messages (echo and broadcast), extensions "${answered}"`);
