@@ -957,6 +957,8 @@ struct Fan {
     synced: Cell<usize>,
     /// The publisher, waiting for room in the window.
     waiting: RefCell<Option<std::task::Waker>>,
+    /// The subscribers' shared prefixes (see [`Inflater::memo`]).
+    memo: Rc<RefCell<PrefixMemo>>,
 }
 
 impl Fan {
@@ -970,6 +972,7 @@ impl Fan {
             complete: Cell::new(0),
             synced: Cell::new(0),
             waiting: RefCell::new(None),
+            memo: Rc::default(),
         }
     }
 
@@ -1065,7 +1068,7 @@ async fn subscriber_loop(
     let mut last = 0u64;
     let mut inflater = work
         .deflate
-        .then(|| Inflater::new(work.server_resets.get()));
+        .then(|| Inflater::with_memo(work.server_resets.get(), fan.memo.clone()));
     while shared.phase.get() != Phase::Done {
         let verify = state.done.get() & (VERIFY_EVERY - 1) == 0;
         let mut seq = 0;
@@ -1539,6 +1542,17 @@ struct Inflater {
     reset_each: bool,
     compressed: Vec<u8>,
     out: Vec<u8>,
+    /// Shared by the subscribers of a broadcast: the last compressed message whose prefix
+    /// one of them inflated, and that prefix. A server that resets its context sends every
+    /// subscriber the same bytes, which inflate to the same prefix.
+    memo: Option<Rc<RefCell<PrefixMemo>>>,
+}
+
+/// See [`Inflater::memo`].
+#[derive(Default)]
+struct PrefixMemo {
+    compressed: Vec<u8>,
+    prefix: Vec<u8>,
 }
 
 impl Inflater {
@@ -1548,6 +1562,16 @@ impl Inflater {
             reset_each,
             compressed: Vec::new(),
             out: Vec::new(),
+            memo: None,
+        }
+    }
+
+    /// [`new`](Self::new), sharing prefixes inflated from identical messages with the other
+    /// holders of `memo`.
+    fn with_memo(reset_each: bool, memo: Rc<RefCell<PrefixMemo>>) -> Self {
+        Inflater {
+            memo: Some(memo),
+            ..Inflater::new(reset_each)
         }
     }
 
@@ -1630,7 +1654,7 @@ impl Inflater {
                 if h.fin {
                     if compressed {
                         match prefix.filter(|_| self.reset_each) {
-                            Some(n) => self.inflate_prefix(n)?,
+                            Some(n) => self.inflate_prefix_memo(n)?,
                             None => self.inflate(expected)?,
                         }
                         return Ok(Some((end, &self.out)));
@@ -1640,6 +1664,29 @@ impl Inflater {
             }
             off = end;
         }
+    }
+
+    /// [`inflate_prefix`](Self::inflate_prefix), or the prefix the memo holds for the same
+    /// compressed bytes.
+    fn inflate_prefix_memo(&mut self, n: usize) -> Result<(), String> {
+        let Some(memo) = self.memo.clone() else {
+            return self.inflate_prefix(n);
+        };
+        {
+            let memo = memo.borrow();
+            if memo.compressed == self.compressed && memo.prefix.len() <= n {
+                self.out.clear();
+                self.out.extend_from_slice(&memo.prefix);
+                return Ok(());
+            }
+        }
+        let mut memo = memo.borrow_mut();
+        memo.compressed.clear();
+        memo.compressed.extend_from_slice(&self.compressed);
+        self.inflate_prefix(n)?;
+        memo.prefix.clear();
+        memo.prefix.extend_from_slice(&self.out);
+        Ok(())
     }
 
     /// The first `n` bytes of the message in `compressed` into `out`, the decompressor reset
@@ -1877,6 +1924,18 @@ mod tests {
         assert_eq!(got, 6u64.to_be_bytes());
         let (_, got) = inflater.message(&frames[1], 1024, None).unwrap().unwrap();
         assert_eq!(published_seq(got, &expected, true), Ok(6));
+        // Subscribers sharing a memo: the second inflates nothing, and a different message
+        // is not taken for the first.
+        let memo = Rc::<RefCell<PrefixMemo>>::default();
+        let mut a = Inflater::with_memo(true, memo.clone());
+        let mut b = Inflater::with_memo(true, memo.clone());
+        let (_, got) = a.message(&frames[0], 1024, Some(8)).unwrap().unwrap();
+        assert_eq!(got, 5u64.to_be_bytes());
+        let (_, got) = b.message(&frames[0], 1024, Some(8)).unwrap().unwrap();
+        assert_eq!(got, 5u64.to_be_bytes());
+        assert_eq!(b.d.total_out(), 0, "taken from the memo");
+        let (_, got) = b.message(&frames[1], 1024, Some(8)).unwrap().unwrap();
+        assert_eq!(got, 6u64.to_be_bytes());
         // A server that keeps its context: always inflated whole.
         let mut keeping = Inflater::new(false);
         let (_, got) = keeping.message(&frames[0], 1024, Some(8)).unwrap().unwrap();
