@@ -28,7 +28,7 @@ pub(crate) enum FanoutEncoding {
 
 /// One message being delivered to many connections.
 pub(crate) struct Fanout {
-    /// The plain frame, as [`encode_message`](crate::cluster) made it.
+    /// The plain frame, as the sender encoded it for every recipient.
     plain: Bytes,
     opcode: OpCode,
     /// Where the payload starts in `plain`.
