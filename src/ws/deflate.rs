@@ -265,12 +265,7 @@ impl SendDeflate {
             encode_frame(out, true, false, opcode, None, payload);
             return;
         }
-        POOL.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            let CorePool {
-                deflaters, scratch, ..
-            } = &mut *pool;
-            scratch.clear();
+        with_pool(|deflaters, scratch| {
             let done = match (&mut self.own, self.takeover) {
                 (Some(own), _) => own.compress(payload, scratch),
                 (own @ None, true) => own
@@ -284,11 +279,25 @@ impl SendDeflate {
             } else {
                 encode_frame(out, true, false, opcode, None, payload);
             }
-            if scratch.capacity() > SCRATCH_KEEP {
-                *scratch = Vec::new();
-            }
         });
     }
+}
+
+/// Runs `f` with the core's shared compressors and its scratch buffer (emptied), then lets
+/// go of the buffer if a large message grew it past [`SCRATCH_KEEP`].
+fn with_pool<T>(f: impl FnOnce(&mut Vec<(u8, u32, Deflater)>, &mut Vec<u8>) -> T) -> T {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let CorePool {
+            deflaters, scratch, ..
+        } = &mut *pool;
+        scratch.clear();
+        let result = f(deflaters, scratch);
+        if scratch.capacity() > SCRATCH_KEEP {
+            *scratch = Vec::new();
+        }
+        result
+    })
 }
 
 /// `payload` as one compressed frame (RSV1 set) by the core's compressor for `window_bits`
@@ -301,22 +310,13 @@ pub(crate) fn compress_frame(
     opcode: OpCode,
     payload: &[u8],
 ) -> Option<Bytes> {
-    POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let CorePool {
-            deflaters, scratch, ..
-        } = &mut *pool;
-        scratch.clear();
+    with_pool(|deflaters, scratch| {
         let done = shared_deflater(deflaters, window_bits, level).compress(payload, scratch);
-        let frame = done.then(|| {
+        done.then(|| {
             let mut out = BytesMut::with_capacity(scratch.len() + 10);
             encode_frame(&mut out, true, true, opcode, None, scratch);
             out.freeze()
-        });
-        if scratch.capacity() > SCRATCH_KEEP {
-            *scratch = Vec::new();
-        }
-        frame
+        })
     })
 }
 

@@ -52,40 +52,35 @@ def fail(message):
     sys.exit(1)
 
 
-def main():
-    url = sys.argv[1]
+def round_trip(url, sizes, label):
+    """Opens `url`, sends text and binary of each size and checks what comes back is the
+    same; returns the Sec-WebSocket-Extensions answer and how many messages were checked."""
+    checked = 0
     with connect(url, compression="deflate", max_size=4 << 20, open_timeout=10) as ws:
         extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
         if not extensions.startswith("permessage-deflate"):
-            fail(f"permessage-deflate not negotiated (Sec-WebSocket-Extensions: {extensions!r})")
-        checked = 0
-        for size in SIZES:
+            fail(f"{label}: permessage-deflate not negotiated "
+                 f"(Sec-WebSocket-Extensions: {extensions!r})")
+        for size in sizes:
             for sent in (text(size), binary(size)):
                 ws.send(sent)
                 got = ws.recv(timeout=10)
                 if type(got) is not type(sent) or got != sent:
-                    fail(f"{type(sent).__name__} of {size} bytes: echo differs")
+                    fail(f"{label}: {type(sent).__name__} of {size} bytes differs")
                 checked += 1
         ws.close(1000, "done")
         if ws.close_code != 1000:
-            fail(f"closed with {ws.close_code}")
+            fail(f"{label}: closed with {ws.close_code}")
+    return extensions, checked
+
+
+def main():
+    url = sys.argv[1]
+    extensions, echoed = round_trip(url, SIZES, "echo")
     # The same through the server's fan-out (a topic the connection itself is on).
-    with connect(url + "broadcast", compression="deflate", max_size=4 << 20,
-                 open_timeout=10) as ws:
-        if not ws.response.headers.get("Sec-WebSocket-Extensions", "").startswith(
-                "permessage-deflate"):
-            fail("/broadcast: permessage-deflate not negotiated")
-        for size in SIZES[1:]:
-            for sent in (text(size), binary(size)):
-                ws.send(sent)
-                got = ws.recv(timeout=10)
-                if type(got) is not type(sent) or got != sent:
-                    fail(f"broadcast {type(sent).__name__} of {size} bytes: differs")
-                checked += 1
-        ws.close(1000, "done")
-        if ws.close_code != 1000:
-            fail(f"/broadcast closed with {ws.close_code}")
-    print(f"python client: OK: {checked} messages (echo and broadcast), extensions {extensions!r}")
+    _, fanned = round_trip(url + "broadcast", SIZES[1:], "broadcast")
+    print(f"python client: OK: {echoed + fanned} messages (echo and broadcast), "
+          f"extensions {extensions!r}")
 
 
 if __name__ == "__main__":
