@@ -389,8 +389,8 @@ fn crate_client_speaks_deflate_in_both_modes() {
 }
 
 /// A room on `/`: every connection subscribes to `room` and is told `ready`; a text starting
-/// with `echo:` comes back to its sender (its own send), anything else is published to the
-/// others.
+/// with `echo:` comes back to its sender (its own send), one starting with `each:` goes to
+/// every other connection by id (`send_to`), anything else is published to the others.
 fn room_server(mode: DeflateMode) -> ringsocket::ServerHandle {
     let app = ringsocket::App::builder()
         .websocket(deflate_options(mode))
@@ -400,14 +400,19 @@ fn room_server(mode: DeflateMode) -> ringsocket::ServerHandle {
                 return;
             }
             while let Some(Ok(message)) = ws.recv().await {
-                let echo = match &message {
-                    Message::Text(t) => t.as_str().strip_prefix("echo:").map(str::to_owned),
+                let text = match &message {
+                    Message::Text(t) => t.as_str().to_owned(),
                     Message::Close(_) => break,
-                    _ => None,
+                    _ => String::new(),
                 };
-                let sent = match echo {
-                    Some(rest) => ws.send(Message::text(rest)).await,
-                    None => ws.publish("room", message).map(drop),
+                let sent = if let Some(rest) = text.strip_prefix("echo:") {
+                    ws.send(Message::text(rest.to_owned())).await
+                } else if let Some(rest) = text.strip_prefix("each:") {
+                    let clients = ws.clients();
+                    let mut others = clients.ids().await.into_iter().filter(|id| *id != ws.id());
+                    others.try_for_each(|id| clients.send_to(id, Message::text(rest.to_owned())))
+                } else {
+                    ws.publish("room", message).map(drop)
                 };
                 if sent.is_err() {
                     break;
@@ -493,6 +498,22 @@ fn published_messages_are_compressed_for_each_recipient_as_its_own_sends() {
     assert_ne!(narrow.payload, first.payload);
     let mut d = Decompress::new_with_window_bits(false, 10);
     assert_eq!(inflate(&mut d, &narrow.payload), message);
+
+    // Sent by id (on both cores: two workers): the same, one recipient at a time.
+    publisher.send(&masked(0x81, &[b"each:".as_slice(), &message].concat()));
+    assert_eq!(
+        plain.frame(),
+        Frame {
+            b0: 0x81,
+            payload: message.clone()
+        }
+    );
+    for ws in &mut browsers {
+        let frame = ws.frame();
+        assert_eq!((frame.b0, &frame.payload), (0xC1, &first.payload));
+    }
+    let frame = small.frame();
+    assert_eq!((frame.b0, &frame.payload), (0xC1, &narrow.payload));
 
     // Under the threshold (16 bytes), binary: plain for everyone.
     publisher.send(&masked(0x82, b"tiny"));
