@@ -13,7 +13,7 @@
 use bytes::Bytes;
 
 use super::{deflate::compress_frame, shared::Shared};
-use crate::proto::OpCode;
+use crate::proto::{FrameHeader, OpCode};
 
 /// How a connection sends a message of a given size (see [`Shared::fanout_encoding`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,17 +96,12 @@ impl Fanout {
 
 /// The opcode and the payload's offset of a final, unmasked frame the server encoded.
 fn split_frame(frame: &[u8]) -> (OpCode, usize) {
-    let opcode = OpCode::from_u8(frame[0] & 0x0f).expect("the server encodes valid opcodes");
-    debug_assert!(
-        frame[0] & 0x80 != 0 && frame[1] & 0x80 == 0,
-        "final and unmasked"
-    );
-    let payload_at = match frame[1] & 0x7f {
-        126 => 4,
-        127 => 10,
-        _ => 2,
-    };
-    (opcode, payload_at)
+    let (header, payload_at) = FrameHeader::parse(frame)
+        .ok()
+        .flatten()
+        .expect("a whole frame the server encoded");
+    debug_assert!(header.fin && header.mask.is_none(), "final and unmasked");
+    (header.opcode, payload_at)
 }
 
 #[cfg(test)]
