@@ -12,9 +12,9 @@ usage() {
   cat <<'EOF'
 Usage: scripts/bench.sh [--quick] [runner options]
 
-  (no option)   full benchmark: 6 servers x 12 scenarios x 3 rounds, about 22 minutes on a
+  (no option)   full benchmark: 6 servers x 18 scenarios x 3 rounds, about 25 minutes on a
                 quiet machine (runs disturbed by other processes are repeated once, so up
-                to about 25 on a busy one); report in bench/results/latest.{md,svg,json}
+                to about 30 on a busy one); report in bench/results/latest.{md,svg,json}
   --quick       smoke run (about a minute after the build): rs-echo, raw-echo and fws-echo;
                 echo 100 x 20 B, echo 10 x 16 KiB, idle 1,000 connections, broadcast to
                 1,000 subscribers (servers with a fan-out route), and the same across two

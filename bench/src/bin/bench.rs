@@ -7,8 +7,8 @@
 //! writes `latest.md`, `latest.svg` and `latest.json` with the medians over the rounds.
 //!
 //! ```text
-//! bench                     # full: 6 servers x 6 scenarios x 3 rounds -> bench/results/
-//! bench --quick             # 3 servers x 3 short scenarios, 1 round  -> a temp dir
+//! bench                     # full: 6 servers x 18 scenarios x 3 rounds -> bench/results/
+//! bench --quick             # 3 servers x 6 short scenarios, 1 round  -> a temp dir
 //! bench --servers rs-echo,fws-echo --scenarios echo-100x20 --rounds 5 --out /tmp/b
 //! bench --list
 //! ```
